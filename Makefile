@@ -1,0 +1,54 @@
+# The Makefile is the project's interface: make run | up | down | test | bench.
+# Every target installs what it needs (as root on Debian) and works on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TERM_COLOR ?= never
+
+STACK := dev/stack.sh
+
+.PHONY: help bootstrap stack stack-down assets build run up down test test-rust test-browser k8s-check bench lint fmt
+
+help:
+	@echo "make run    - start the local stack and run the services in the foreground"
+	@echo "make up     - same, in the background;  make down - stop it all again"
+	@echo "make test   - the whole test suite on the real stack"
+	@echo "make bench  - the benchmark, writes docs/benchmarks.md"
+
+bootstrap:
+	bash dev/bootstrap.sh
+
+stack: bootstrap
+	bash $(STACK) up
+
+stack-down:
+	bash $(STACK) down
+
+assets: bootstrap
+	bash dev/assets.sh
+
+build: assets
+	cargo build --workspace --bins
+
+run: stack build
+	bash dev/run.sh foreground
+
+up: stack build
+	bash dev/run.sh background
+
+down:
+	bash dev/run.sh stop
+	bash $(STACK) down
+
+test: stack assets
+	bash dev/test.sh
+
+bench: stack assets
+	bash dev/bench.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all

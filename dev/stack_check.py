@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""End-to-end self-test of the local stack (`dev/stack.sh check`).
+
+1. A PUT of test.pdf into the vouchers bucket puts an S3 event record into a queue
+   bound to s3.events with routing key voucher-events.
+2. The browser user, over Web-STOMP only:
+   - may subscribe to /exchange/amq.topic/voucher.<32 hex> and receives a message
+     published there;
+   - is refused voucher.#, voucher.*, #, another exchange, a queue, and any SEND;
+   - a CONNECT without credentials is refused (no default user);
+   - plain STOMP (61613) is not listening.
+
+Reads the variables that `dev/stack.sh env` prints. Exits non-zero on the first
+failure; prints one line per check.
+"""
+
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+
+import boto3
+import pika
+import websocket
+from botocore.config import Config
+
+AMQP_URL = os.environ["AMQP_URL"]
+STOMP_URL = os.environ["STOMP_URL"]
+LOGIN = os.environ.get("STOMP_LOGIN", "browser")
+PASSCODE = os.environ.get("STOMP_PASSCODE", "browser")
+VHOST = os.environ.get("STOMP_VHOST", "/")
+EXCHANGE = os.environ.get("S3_EVENTS_EXCHANGE", "s3.events")
+ROUTING_KEY = os.environ.get("S3_EVENTS_ROUTING_KEY", "voucher-events")
+BUCKET = os.environ.get("S3_BUCKET", "vouchers")
+
+failures = 0
+
+
+def report(ok: bool, what: str, detail: str = "") -> None:
+    global failures
+    if not ok:
+        failures += 1
+    print(f"{'ok  ' if ok else 'FAIL'} {what}{': ' + detail if detail else ''}")
+
+
+def s3_client():
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ["S3_ENDPOINT"],
+        region_name=os.environ.get("S3_REGION", "us-east-1"),
+        aws_access_key_id=os.environ["S3_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["S3_SECRET_ACCESS_KEY"],
+        config=Config(s3={"addressing_style": "path"}, connect_timeout=5, read_timeout=30),
+    )
+
+
+def check_s3_event() -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    ch.queue_bind(q, EXCHANGE, routing_key=ROUTING_KEY)
+    key = "test.pdf"
+    t0 = time.monotonic()
+    s3_client().put_object(
+        Bucket=BUCKET,
+        Key=key,
+        Body=b"%PDF-1.4\n% stack check\n",
+        ContentType="application/pdf",
+        Metadata={"order-created-at": "2026-11-24T12:00:00Z"},
+    )
+    put_ms = (time.monotonic() - t0) * 1000
+    deadline = time.monotonic() + 15
+    record = None
+    while time.monotonic() < deadline and record is None:
+        method, props, body = ch.basic_get(q, auto_ack=True)
+        if method is None:
+            time.sleep(0.05)
+            continue
+        for r in json.loads(body).get("Records", []):
+            if r.get("s3", {}).get("object", {}).get("key") == key:
+                record = (method.routing_key, r, props)
+    conn.close()
+    if record is None:
+        report(False, "S3 PUT -> event on s3.events/voucher-events", "no event within 15 s")
+        return
+    rk, r, props = record
+    ok = rk == ROUTING_KEY and "ObjectCreated" in r.get("eventName", "") and \
+        r["s3"]["bucket"]["name"] == BUCKET
+    report(ok, "S3 PUT -> event on s3.events/voucher-events",
+           f"PUT {put_ms:.0f} ms, eventName={r.get('eventName')}, routing key={rk}, "
+           f"delivery_mode={props.delivery_mode}")
+
+
+class Stomp:
+    """The smallest STOMP 1.2 client over a websocket, enough to test permissions."""
+
+    def __init__(self, login=LOGIN, passcode=PASSCODE):
+        self.ws = websocket.create_connection(STOMP_URL, timeout=5, subprotocols=["v12.stomp"])
+        headers = {"accept-version": "1.2", "host": VHOST, "heart-beat": "0,0"}
+        if login is not None:
+            headers.update(login=login, passcode=passcode)
+        self.send("CONNECT", headers)
+        self.connected = self.recv()
+
+    def send(self, command, headers, body=""):
+        lines = [command] + [f"{k}:{v}" for k, v in headers.items()]
+        self.ws.send("\n".join(lines) + "\n\n" + body + "\x00")
+
+    def recv(self, timeout=5):
+        """Returns (command, headers, body), or ("CLOSED", {}, reason)."""
+        self.ws.settimeout(timeout)
+        while True:
+            try:
+                data = self.ws.recv()
+            except (websocket.WebSocketConnectionClosedException, ConnectionError) as e:
+                return ("CLOSED", {}, str(e))
+            except websocket.WebSocketTimeoutException:
+                return ("TIMEOUT", {}, "")
+            if isinstance(data, bytes):
+                data = data.decode()
+            if not data or data.strip("\n") == "":
+                if data == "":
+                    return ("CLOSED", {}, "")
+                continue  # heart-beat
+            head, _, body = data.partition("\n\n")
+            lines = head.lstrip("\n").split("\n")
+            headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+            return (lines[0], headers, body.rstrip("\x00"))
+
+    def close(self):
+        try:
+            self.ws.close()
+        except Exception:
+            pass
+
+
+def subscribe(dest):
+    """SUBSCRIBE with a receipt: RECEIPT means accepted, ERROR means refused."""
+    c = Stomp()
+    if c.connected[0] != "CONNECTED":
+        c.close()
+        return c, ("NOT CONNECTED",) + c.connected[1:]
+    c.send("SUBSCRIBE", {"id": "s1", "destination": dest, "ack": "auto", "receipt": "r1"})
+    return c, c.recv()
+
+
+def refused(cmd: str) -> bool:
+    # RabbitMQ 3.10's Web-STOMP logs "STOMP error frame sent" but often closes the
+    # websocket ("STOMP died") before the ERROR frame leaves (rabbitmq-server#6737).
+    # Either way the operation was refused and the session is gone.
+    return cmd in ("ERROR", "CLOSED")
+
+
+def check_stomp() -> None:
+    order_id = secrets.token_hex(16)
+    dest = f"/exchange/amq.topic/voucher.{order_id}"
+    c, (cmd, headers, body) = subscribe(dest)
+    report(cmd == "RECEIPT", f"browser may subscribe to {dest}", cmd + " " + headers.get("message", ""))
+    if cmd == "RECEIPT":
+        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        conn.channel().basic_publish("amq.topic", f"voucher.{order_id}", b'{"status":"voucher_ready"}')
+        conn.close()
+        got = c.recv()
+        report(got[0] == "MESSAGE" and "voucher_ready" in got[2],
+               "browser receives a message published to its voucher key", got[0])
+    c.close()
+
+    for bad in ("/exchange/amq.topic/voucher.#", "/exchange/amq.topic/voucher.*",
+                "/exchange/amq.topic/#", f"/exchange/{EXCHANGE}/{ROUTING_KEY}",
+                "/queue/pdf-generator.orders", "/topic/voucher.#",
+                f"/exchange/amq.topic/voucher.{order_id.upper()}"):
+        c, (cmd, headers, body) = subscribe(bad)
+        report(refused(cmd), f"browser refused to subscribe to {bad}",
+               (cmd + " " + headers.get("message", "")).strip())
+        c.close()
+
+    c = Stomp()
+    c.send("SEND", {"destination": f"/exchange/amq.topic/voucher.{order_id}", "receipt": "r2"}, "x")
+    cmd, headers, _ = c.recv()
+    report(refused(cmd), "browser refused to SEND to amq.topic",
+           (cmd + " " + headers.get("message", "")).strip())
+    c.close()
+
+    c = Stomp(login=None)
+    report(c.connected[0] != "CONNECTED", "CONNECT without credentials refused",
+           (c.connected[0] + " " + c.connected[1].get("message", "")).strip())
+    c.close()
+
+    c = Stomp(login=LOGIN, passcode="wrong")
+    report(c.connected[0] != "CONNECTED", "CONNECT with a wrong passcode refused", c.connected[0])
+    c.close()
+
+    s = socket.socket()
+    s.settimeout(1)
+    closed = s.connect_ex(("127.0.0.1", 61613)) != 0
+    s.close()
+    report(closed, "plain STOMP (61613) is not listening")
+
+
+def main() -> int:
+    check_s3_event()
+    check_stomp()
+    print(f"stack check: {'all passed' if failures == 0 else f'{failures} failed'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

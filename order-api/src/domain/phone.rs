@@ -1,0 +1,67 @@
+//! Phone numbers, normalised to E.164 so that one person is one key.
+
+use super::InvalidField;
+
+/// A valid phone number in E.164 form, e.g. `+358401234567`.
+///
+/// "+358 40 123 4567", "+358-40-1234567" and "+358401234567" all parse to the
+/// same value: the `(sku, phone)` uniqueness rule compares this form. Validity
+/// (country code, length, number plan) is checked against libphonenumber's
+/// metadata through the `phonenumber` crate rather than by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let raw = raw.trim();
+        if !raw.starts_with('+') {
+            return Err(InvalidField::new(
+                "phone",
+                "must be in international E.164 form, starting with + and the country code",
+            ));
+        }
+        if raw.len() > 32 {
+            return Err(InvalidField::new("phone", "is too long"));
+        }
+        let number = phonenumber::parse(None, raw)
+            .map_err(|_| InvalidField::new("phone", "is not a phone number"))?;
+        if !phonenumber::is_valid(&number) {
+            return Err(InvalidField::new(
+                "phone",
+                "is not a valid number for its country code",
+            ));
+        }
+        Ok(Self(
+            number
+                .format()
+                .mode(phonenumber::Mode::E164)
+                .to_string(),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_spacing_and_punctuation() {
+        let a = Phone::parse("+358 40 123 4567").unwrap();
+        let b = Phone::parse("+358401234567").unwrap();
+        let c = Phone::parse("+358-40-123-4567").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        assert_eq!(a.as_str(), "+358401234567");
+    }
+
+    #[test]
+    fn refuses_non_e164() {
+        for bad in ["", "0401234567", "+", "+0 123", "+358 40", "hello", "+1 555 0100", "+999 123456789"] {
+            assert!(Phone::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Request extractors that turn bad input into [`ApiError`]s rather than
+//! axum's plain-text rejections.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{AppState, error::ApiError};
+use crate::domain::InvalidField;
+
+/// Largest request body accepted anywhere.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A JSON body: malformed JSON is 400 `invalid_json`; well-formed JSON of the
+/// wrong shape is 422 `invalid_field` naming the field; over 16 KiB is 413.
+/// The Content-Type header is not required, to be lenient with simple clients.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidJson(rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses `bytes` into `T`, classifying the failure as described on [`JsonBody`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = inner.to_string();
+                let field = if path == "." {
+                    // "missing field `phone`" has no path: take the name from the message.
+                    message
+                        .split('`')
+                        .nth(1)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| "body".to_owned())
+                } else {
+                    path
+                };
+                ApiError::InvalidField(InvalidField::new(
+                    known_field(&field),
+                    strip_position(&message),
+                ))
+            }
+            _ => ApiError::InvalidJson(strip_position(&inner.to_string())),
+        }
+    })?;
+    // Trailing bytes after the JSON value make the body malformed too.
+    de.end()
+        .map_err(|e| ApiError::InvalidJson(strip_position(&e.to_string())))?;
+    Ok(value)
+}
+
+/// Field names are `&'static str` in errors; map the ones the API knows.
+fn known_field(name: &str) -> &'static str {
+    const FIELDS: [&str; 6] = ["sku", "first_name", "last_name", "phone", "name", "stock"];
+    FIELDS.into_iter().find(|f| *f == name).unwrap_or("body")
+}
+
+/// serde_json appends " at line 1 column 12"; keep the message short.
+fn strip_position(message: &str) -> String {
+    message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .to_owned()
+}
+
+/// The admin bearer token, compared in constant time.
+pub struct AdminAuth;
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        // Compare digests, so neither the length nor the content of the
+        // token leaks through timing.
+        let presented = Sha256::digest(presented.trim().as_bytes());
+        if bool::from(presented.ct_eq(&state.admin_token_digest)) {
+            Ok(AdminAuth)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// The optional `Idempotency-Key` header: 1-255 visible ASCII characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let bad = || {
+            ApiError::InvalidField(InvalidField::new(
+                "Idempotency-Key",
+                "must be 1-255 visible ASCII characters",
+            ))
+        };
+        let key = value.to_str().map_err(|_| bad())?;
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad());
+        }
+        Ok(Self(Some(key.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Probe {
+        sku: String,
+        phone: String,
+    }
+
+    #[test]
+    fn malformed_json_is_invalid_json() {
+        let err = parse_json::<Probe>(b"{\"sku\": ").unwrap_err();
+        assert_eq!(err.code(), "invalid_json");
+        let err = parse_json::<Probe>(b"{} trailing").unwrap_err();
+        assert_eq!(err.code(), "invalid_json");
+    }
+
+    #[test]
+    fn wrong_shapes_name_the_field() {
+        let err = parse_json::<Probe>(br#"{"sku": "a", "phone": 5}"#).unwrap_err();
+        assert!(matches!(&err, ApiError::InvalidField(f) if f.field == "phone"), "{err:?}");
+        let err = parse_json::<Probe>(br#"{"sku": "a"}"#).unwrap_err();
+        assert!(matches!(&err, ApiError::InvalidField(f) if f.field == "phone"), "{err:?}");
+        let err = parse_json::<Probe>(b"[1, 2]").unwrap_err();
+        assert!(matches!(&err, ApiError::InvalidField(f) if f.field == "body"), "{err:?}");
+    }
+}

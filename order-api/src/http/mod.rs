@@ -1,0 +1,95 @@
+//! The HTTP layer: routes, extractors, error mapping and request metrics.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post, put},
+};
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::{config::StompConfig, reserve::Reserver, stock_flag::StockFlag, vouchers::Vouchers};
+
+pub mod error;
+pub mod extract;
+mod metrics;
+pub mod openapi;
+mod ops;
+mod orders;
+mod products;
+
+/// Everything a handler may use. Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub pool: Pool,
+    pub reserver: Arc<Reserver>,
+    pub flag: Arc<StockFlag>,
+    pub vouchers: Vouchers,
+    pub stomp: StompConfig,
+    pub metrics: PrometheusHandle,
+    pub admin_token_digest: [u8; 32],
+    /// Cleared on SIGTERM so that /readyz takes the replica out of rotation
+    /// while it drains.
+    pub accepting: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn stop_accepting(&self) {
+        self.0.accepting.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_accepting(&self) -> bool {
+        self.0.accepting.load(Ordering::SeqCst)
+    }
+}
+
+/// The whole application as a `Router`, so tests can drive it directly.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/products/{sku}", put(products::put_product).get(products::get_product))
+        .route("/v1/orders", post(orders::create_order))
+        .route("/v1/orders/{order_id}", get(orders::get_order))
+        .route("/v1/orders/{order_id}/voucher", get(orders::get_voucher))
+        .route("/v1/client-config", get(ops::client_config))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::serve))
+        .route_layer(middleware::from_fn(metrics::track))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<_>| {
+                    // The path can hold an order id, the customer's secret:
+                    // log the route template, never the concrete path.
+                    let route = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map_or("unmatched", |p| p.as_str());
+                    tracing::info_span!("request", method = %req.method(), route)
+                },
+            ),
+        )
+        .with_state(state)
+}

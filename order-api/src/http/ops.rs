@@ -1,0 +1,82 @@
+//! Operational routes: health, readiness, metrics, browser configuration, and
+//! JSON answers for unknown routes and methods.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::State,
+    http::header,
+    response::IntoResponse,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{AppState, error::ApiError};
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: PostgreSQL answers and the replica is not draining.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready to take traffic", body = String),
+    (status = 503, description = "PostgreSQL unreachable or shutting down", body = super::error::ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    if !state.is_accepting() {
+        return Err(ApiError::Unavailable);
+    }
+    let check = async {
+        let client = state.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok::<_, ApiError>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(())) => Ok("ready"),
+        Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// Where and as whom the browser connects to Web-STOMP.
+#[derive(Serialize, ToSchema)]
+pub struct ClientConfig {
+    #[schema(example = "ws://127.0.0.1:15674/ws")]
+    pub stomp_url: String,
+    pub stomp_login: String,
+    pub stomp_passcode: String,
+    pub stomp_vhost: String,
+}
+
+/// The browser's least-privilege broker credentials: it may only read its
+/// own `voucher.<order_id>` and `stock.<sku>` keys on `amq.topic`.
+#[utoipa::path(get, path = "/v1/client-config", tag = "browser",
+    responses((status = 200, description = "Web-STOMP settings for the page", body = ClientConfig)))]
+pub async fn client_config(State(state): State<AppState>) -> Json<ClientConfig> {
+    Json(ClientConfig {
+        stomp_url: state.stomp.url.clone(),
+        stomp_login: state.stomp.login.clone(),
+        stomp_passcode: state.stomp.passcode.clone(),
+        stomp_vhost: state.stomp.vhost.clone(),
+    })
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,252 @@
+//! Orders: reserve a unit, read an order, fetch its voucher.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{IdempotencyKey, JsonBody},
+    products::product_from_db,
+};
+use crate::{
+    domain::{OrderId, PersonName, Phone, Sku},
+    reserve::{NewOrder, Outcome},
+};
+
+/// Body of `POST /v1/orders`.
+#[derive(Deserialize, ToSchema)]
+pub struct CreateOrder {
+    #[schema(example = "SNEAKER-42")]
+    pub sku: String,
+    /// 1-100 characters, any script.
+    #[schema(example = "Zoë")]
+    pub first_name: String,
+    /// 1-100 characters, any script.
+    #[schema(example = "Ñúñez")]
+    pub last_name: String,
+    /// E.164; spaces and dashes are ignored when comparing.
+    #[schema(example = "+358 40 123 4567")]
+    pub phone: String,
+}
+
+/// A reservation.
+#[derive(Serialize, ToSchema)]
+pub struct OrderCreated {
+    /// 128 random bits as 32 lowercase hex digits: the customer's secret.
+    #[schema(example = "3f2b9c0d4e5f60718293a4b5c6d7e8f9")]
+    pub order_id: String,
+    #[schema(example = "reserved")]
+    pub status: &'static str,
+    /// The `amq.topic` routing key on which the voucher will be announced.
+    #[schema(example = "voucher.3f2b9c0d4e5f60718293a4b5c6d7e8f9")]
+    pub voucher_topic: String,
+}
+
+/// An order, as its holder sees it.
+#[derive(Serialize, ToSchema)]
+pub struct OrderView {
+    pub order_id: String,
+    pub sku: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// `reserved`, then `voucher_ready` once the PDF exists.
+    #[schema(example = "voucher_ready")]
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Reserve one unit for one customer.
+///
+/// With an `Idempotency-Key`, a retry of the same body returns the original
+/// answer (and reserves nothing more); the same key with another body is 422.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders",
+    request_body = CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters")),
+    responses(
+        (status = 201, description = "Reserved", body = OrderCreated),
+        (status = 400, description = "`invalid_json`", body = super::error::ErrorBody),
+        (status = 404, description = "`unknown_sku`", body = super::error::ErrorBody),
+        (status = 409, description = "`sold_out` or `already_reserved`", body = super::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = super::error::ErrorBody),
+        (status = 422, description = "`invalid_field` or `idempotency_mismatch`", body = super::error::ErrorBody),
+        (status = 503, description = "`unavailable`, with Retry-After", body = super::error::ErrorBody)))]
+pub async fn create_order(
+    State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(body): JsonBody<CreateOrder>,
+) -> Result<Response, ApiError> {
+    let order = NewOrder {
+        sku: Sku::parse(&body.sku)?,
+        first_name: PersonName::parse("first_name", &body.first_name)?,
+        last_name: PersonName::parse("last_name", &body.last_name)?,
+        phone: Phone::parse(&body.phone)?,
+    };
+
+    // A keyed retry must get its original answer even after the product sold
+    // out, so the replay store is consulted before the flag.
+    if let Some(key) = key.as_deref() {
+        if let Some(outcome) = replay(&state, key, &order.fingerprint()).await? {
+            return respond(outcome);
+        }
+    }
+
+    match state.flag.local(&order.sku) {
+        Some(flag) if !flag.available => {
+            // The hot path of a sold-out drop: no database, no Redis round trip.
+            metrics::counter!("sold_out_from_flag_total").increment(1);
+            return respond(Outcome::SoldOut);
+        }
+        Some(_) => {}
+        None => {
+            // First time this replica sees the SKU: learn it from the truth,
+            // so unknown SKUs never reach (or create) a reservation actor.
+            let flag = product_from_db(&state, &order.sku)
+                .await?
+                .ok_or(ApiError::UnknownSku)?;
+            state.flag.set_local(order.sku.as_str(), flag);
+        }
+    }
+
+    respond(state.reserver.reserve(order, key).await)
+}
+
+async fn replay(state: &AppState, key: &str, fingerprint: &[u8]) -> Result<Option<Outcome>, ApiError> {
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT request_hash, outcome, order_id FROM idempotency_keys WHERE key = $1",
+            &[&key],
+        )
+        .await?;
+    Ok(row.map(|row| {
+        let hash: &[u8] = row.get(0);
+        if hash == fingerprint {
+            Outcome::from_stored(row.get(1), row.get(2))
+        } else {
+            Outcome::IdempotencyMismatch
+        }
+    }))
+}
+
+fn respond(outcome: Outcome) -> Result<Response, ApiError> {
+    metrics::counter!("reservations_total", "outcome" => outcome.label()).increment(1);
+    match outcome {
+        Outcome::Reserved { order_id, replayed } => {
+            let body = OrderCreated {
+                voucher_topic: format!("voucher.{order_id}"),
+                order_id: order_id.to_string(),
+                status: "reserved",
+            };
+            let mut response = (StatusCode::CREATED, Json(body)).into_response();
+            if replayed {
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            Ok(response)
+        }
+        Outcome::SoldOut => Err(ApiError::SoldOut),
+        Outcome::AlreadyReserved => Err(ApiError::AlreadyReserved),
+        Outcome::UnknownSku => Err(ApiError::UnknownSku),
+        Outcome::IdempotencyMismatch => Err(ApiError::IdempotencyMismatch),
+        Outcome::Unavailable => Err(ApiError::Unavailable),
+        Outcome::Failed => Err(ApiError::Internal),
+    }
+}
+
+struct StoredOrder {
+    view: OrderView,
+    voucher_ready: bool,
+}
+
+/// Loads an order and, while it is still `reserved`, checks the object store
+/// for its voucher (the event may have been missed), remembering a hit.
+async fn load_order(state: &AppState, order_id: &OrderId) -> Result<StoredOrder, ApiError> {
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT sku, first_name, last_name, status, created_at FROM orders WHERE order_id = $1",
+            &[&order_id.as_str()],
+        )
+        .await?
+        .ok_or(ApiError::OrderNotFound)?;
+    let mut view = OrderView {
+        order_id: order_id.to_string(),
+        sku: row.get(0),
+        first_name: row.get(1),
+        last_name: row.get(2),
+        status: row.get(3),
+        created_at: row.get(4),
+    };
+    if view.status == "reserved" {
+        match state.vouchers.exists(order_id).await {
+            Ok(true) => {
+                client
+                    .execute(
+                        "UPDATE orders SET status = 'voucher_ready' WHERE order_id = $1",
+                        &[&order_id.as_str()],
+                    )
+                    .await?;
+                view.status = "voucher_ready".to_owned();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, order = order_id.redacted(), "voucher lookup failed"),
+        }
+    }
+    let voucher_ready = view.status == "voucher_ready";
+    Ok(StoredOrder { view, voucher_ready })
+}
+
+/// Read one order. Knowing its id is the capability: orders are never listed.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders",
+    params(("order_id" = String, Path, description = "32 lowercase hex digits")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "`order_not_found`", body = super::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = super::error::ErrorBody)))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let order_id = OrderId::parse(&order_id).ok_or(ApiError::OrderNotFound)?;
+    Ok(Json(load_order(&state, &order_id).await?.view))
+}
+
+/// Redirect to a fresh, short-lived link to the voucher PDF.
+#[utoipa::path(get, path = "/v1/orders/{order_id}/voucher", tag = "orders",
+    params(("order_id" = String, Path, description = "32 lowercase hex digits")),
+    responses(
+        (status = 302, description = "Location: a presigned GET URL"),
+        (status = 404, description = "`order_not_found` or `voucher_not_ready`", body = super::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = super::error::ErrorBody)))]
+pub async fn get_voucher(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let order_id = OrderId::parse(&order_id).ok_or(ApiError::OrderNotFound)?;
+    if !load_order(&state, &order_id).await?.voucher_ready {
+        return Err(ApiError::VoucherNotReady);
+    }
+    let url = state.vouchers.presigned_url(&order_id).await.map_err(|e| {
+        tracing::error!(error = %e, order = order_id.redacted(), "presigning failed");
+        ApiError::Internal
+    })?;
+    let location = HeaderValue::try_from(url).map_err(|_| ApiError::Internal)?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        ],
+    )
+        .into_response())
+}

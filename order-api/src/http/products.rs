@@ -1,0 +1,152 @@
+//! Products: the operator sets stock; everyone reads availability.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{AdminAuth, JsonBody},
+};
+use crate::{
+    domain::{InvalidField, MAX_STOCK, ProductName, Sku},
+    stock_flag::ProductFlag,
+};
+
+/// Body of `PUT /v1/products/{sku}`.
+#[derive(Deserialize, ToSchema)]
+pub struct PutProduct {
+    /// Display name, 1-200 characters, any script.
+    #[schema(example = "Limited sneaker")]
+    pub name: String,
+    /// Total units for sale, including those already reserved.
+    #[schema(example = 500, minimum = 0, maximum = 1_000_000_000)]
+    pub stock: i64,
+}
+
+/// What the operator sees after a change.
+#[derive(Serialize, ToSchema)]
+pub struct ProductAdmin {
+    pub sku: String,
+    pub name: String,
+    pub stock: i32,
+    pub reserved: i32,
+    pub available: bool,
+}
+
+/// What customers see.
+#[derive(Serialize, ToSchema)]
+pub struct Product {
+    pub sku: String,
+    pub name: String,
+    pub available: bool,
+}
+
+/// Create a product, or change its name and total stock.
+#[utoipa::path(put, path = "/v1/products/{sku}", tag = "products",
+    params(("sku" = String, Path, description = "1-64 characters of A-Z a-z 0-9 _ . -")),
+    request_body = PutProduct,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Created", body = ProductAdmin),
+        (status = 200, description = "Updated", body = ProductAdmin),
+        (status = 401, description = "Missing or wrong admin token", body = super::error::ErrorBody),
+        (status = 409, description = "`stock_below_reserved`", body = super::error::ErrorBody),
+        (status = 422, description = "`invalid_field`", body = super::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = super::error::ErrorBody)))]
+pub async fn put_product(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+    JsonBody(body): JsonBody<PutProduct>,
+) -> Result<(StatusCode, Json<ProductAdmin>), ApiError> {
+    let sku = Sku::parse(&sku)?;
+    let name = ProductName::parse(&body.name)?;
+    if !(0..=MAX_STOCK).contains(&body.stock) {
+        return Err(InvalidField::new("stock", format!("must be an integer from 0 to {MAX_STOCK}")).into());
+    }
+    let stock = i32::try_from(body.stock).map_err(|_| InvalidField::new("stock", "is too large"))?;
+
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    // The same row lock the reserver takes: a restock and a reservation never
+    // interleave, so `reserved` cannot move between the check and the write.
+    let existing = tx
+        .query_opt("SELECT reserved FROM products WHERE sku = $1 FOR UPDATE", &[&sku.as_str()])
+        .await?;
+    let created = existing.is_none();
+    let reserved: i32 = existing.map_or(0, |row| row.get(0));
+    if stock < reserved {
+        return Err(ApiError::StockBelowReserved { reserved });
+    }
+    tx.execute(
+        "INSERT INTO products (sku, name, stock) VALUES ($1, $2, $3)
+         ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, stock = EXCLUDED.stock, updated_at = now()",
+        &[&sku.as_str(), &name.as_str(), &stock],
+    )
+    .await?;
+    tx.commit().await?;
+
+    let available = stock > reserved;
+    metrics::gauge!("stock_remaining", "sku" => sku.to_string()).set(f64::from(stock - reserved));
+    state
+        .flag
+        .publish(&sku, ProductFlag { name: name.as_str().to_owned(), available })
+        .await;
+    tracing::info!(sku = %sku, stock, reserved, created, "product stock set");
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(ProductAdmin {
+            sku: sku.to_string(),
+            name: name.as_str().to_owned(),
+            stock,
+            reserved,
+            available,
+        }),
+    ))
+}
+
+/// Whether a product is available, answered from the Dragonfly/Redis flag;
+/// from PostgreSQL when Redis is unreachable or has no entry.
+#[utoipa::path(get, path = "/v1/products/{sku}", tag = "products",
+    params(("sku" = String, Path, description = "The product's SKU")),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 404, description = "`unknown_sku`", body = super::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = super::error::ErrorBody)))]
+pub async fn get_product(
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<Json<Product>, ApiError> {
+    let sku = Sku::parse(&sku).map_err(|_| ApiError::UnknownSku)?;
+    let flag = match state.flag.read_redis(&sku).await {
+        Ok(Some(flag)) => flag,
+        Ok(None) | Err(_) => product_from_db(&state, &sku).await?.ok_or(ApiError::UnknownSku)?,
+    };
+    Ok(Json(Product {
+        sku: sku.to_string(),
+        name: flag.name,
+        available: flag.available,
+    }))
+}
+
+/// The product's flag from PostgreSQL, the truth. `None` for an unknown SKU.
+pub async fn product_from_db(state: &AppState, sku: &Sku) -> Result<Option<ProductFlag>, ApiError> {
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT name, stock - reserved FROM products WHERE sku = $1",
+            &[&sku.as_str()],
+        )
+        .await?;
+    Ok(row.map(|row| ProductFlag {
+        name: row.get(0),
+        available: row.get::<_, i32>(1) > 0,
+    }))
+}

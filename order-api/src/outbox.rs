@@ -1,0 +1,177 @@
+//! The outbox relay: every order committed with an outbox row is published to
+//! RabbitMQ with publisher confirms, and marked published only after the
+//! broker confirmed it.
+//!
+//! The reserver wakes the relay right after each commit, so the first publish
+//! attempt follows the commit within microseconds. A timer catches anything
+//! left behind (a crash between commit and publish, RabbitMQ down), with
+//! exponential backoff while the broker is unreachable. Orders keep being
+//! accepted meanwhile: they simply wait in the table.
+//!
+//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so replicas never publish
+//! the same row at the same time. A crash after the confirm but before the
+//! mark can publish a row twice; consumers are idempotent (at-least-once).
+
+use std::{sync::Arc, time::Duration};
+
+use deadpool_postgres::Pool;
+use futures::future::join_all;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+
+const BATCH: i64 = 500;
+const IDLE_POLL: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Published rows are kept this long for forensics, then pruned.
+const RETENTION: &str = "1 hour";
+
+pub struct Relay {
+    pool: Pool,
+    broker: Arc<Broker>,
+    wakeup: Arc<Notify>,
+}
+
+impl Relay {
+    pub fn new(pool: Pool, broker: Arc<Broker>, wakeup: Arc<Notify>) -> Self {
+        Self {
+            pool,
+            broker,
+            wakeup,
+        }
+    }
+
+    /// Runs until `cancel`; the pass in progress at that moment completes.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let mut last_prune = std::time::Instant::now();
+        loop {
+            match self.pass().await {
+                Ok(n) if n as i64 == BATCH => continue, // more are waiting
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "outbox relay pass failed");
+                    metrics::counter!("outbox_publish_errors_total").increment(1);
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+            if last_prune.elapsed() > Duration::from_secs(60) {
+                last_prune = std::time::Instant::now();
+                if let Err(e) = self.prune().await {
+                    tracing::debug!(error = %e, "outbox prune failed");
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wakeup.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    /// Claims up to `BATCH` unpublished rows, publishes them, waits for the
+    /// confirms and marks the confirmed ones. Returns how many were claimed.
+    async fn pass(&self) -> anyhow::Result<usize> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                "SELECT id, order_id, payload::text FROM outbox
+                 WHERE published_at IS NULL ORDER BY id LIMIT $1
+                 FOR UPDATE SKIP LOCKED",
+                &[&BATCH],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let started = std::time::Instant::now();
+        let channel = self.broker.channel().await?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.get(0);
+            let order_id: &str = row.get(1);
+            let payload: &str = row.get(2);
+            match self.broker.publish_order(&channel, order_id, payload.as_bytes()).await {
+                Ok(confirm) => pending.push((id, confirm)),
+                Err(e) => {
+                    self.broker.reset().await;
+                    // Confirms for what was sent before still count.
+                    tracing::warn!(error = %e, "publish failed mid-batch");
+                    break;
+                }
+            }
+        }
+        let (ids, confirms): (Vec<i64>, Vec<_>) = pending.into_iter().unzip();
+        let results = tokio::time::timeout(CONFIRM_TIMEOUT, join_all(confirms)).await;
+        let confirmed: Vec<i64> = match results {
+            Ok(results) => ids
+                .into_iter()
+                .zip(results)
+                .filter_map(|(id, r)| matches!(r, Ok(c) if c.is_ack()).then_some(id))
+                .collect(),
+            Err(_) => {
+                self.broker.reset().await;
+                Vec::new()
+            }
+        };
+        if !confirmed.is_empty() {
+            tx.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+                &[&confirmed],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        metrics::counter!("outbox_published_total").increment(confirmed.len() as u64);
+        metrics::histogram!("outbox_publish_seconds").record(started.elapsed().as_secs_f64());
+        if confirmed.len() < rows.len() {
+            anyhow::bail!(
+                "{} of {} outbox rows were not confirmed",
+                rows.len() - confirmed.len(),
+                rows.len()
+            );
+        }
+        Ok(rows.len())
+    }
+
+    async fn prune(&self) -> anyhow::Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                &format!(
+                    "DELETE FROM outbox WHERE published_at < now() - interval '{RETENTION}'"
+                ),
+                &[],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Samples the backlog (unpublished rows) into the `outbox_backlog` gauge.
+pub fn spawn_backlog_gauge(pool: Pool, every: Duration, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(client) = pool.get().await {
+                if let Ok(row) = client
+                    .query_one("SELECT count(*) FROM outbox WHERE published_at IS NULL", &[])
+                    .await
+                {
+                    metrics::gauge!("outbox_backlog").set(row.get::<_, i64>(0) as f64);
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    });
+}

@@ -1,0 +1,275 @@
+//! The "stock available" flag: a hint that lets the API answer `sold_out`
+//! without touching PostgreSQL, which stays the only truth.
+//!
+//! Three copies, from fastest to most authoritative:
+//! 1. an in-process map on every replica, read on every `POST /v1/orders`;
+//! 2. Dragonfly/Redis (`drop:product:<sku>`), shared by replicas and read by
+//!    `GET /v1/products/{sku}`; every change is announced on the `drop:stock`
+//!    pub/sub channel so the other replicas' in-process maps follow at once;
+//! 3. PostgreSQL, from which both are rebuilt at startup and every
+//!    `STOCK_RECONCILE_SECS`.
+//!
+//! A stale "available" costs one database round trip that answers sold out.
+//! A stale "sold out" would refuse a sale, so every path that can make stock
+//! available again (restock, reconcile) sets the flag explicitly.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use deadpool_postgres::Pool;
+use fred::{
+    clients::SubscriberClient,
+    prelude::{
+        Builder, Client, ClientLike, Config as RedisConfig, EventInterface, HashesInterface,
+        PubsubInterface, ReconnectPolicy,
+    },
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::{broker::Broker, domain::Sku};
+
+const CHANNEL: &str = "drop:stock";
+
+fn redis_key(sku: &str) -> String {
+    format!("drop:product:{sku}")
+}
+
+/// What every replica knows about a product without asking PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductFlag {
+    pub name: String,
+    pub available: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Announcement {
+    sku: String,
+    name: String,
+    available: bool,
+}
+
+pub struct StockFlag {
+    // A std RwLock, not tokio's: the critical sections are a map lookup or
+    // insert and never await, so a blocking lock is cheaper and cannot be held
+    // across a suspension point.
+    local: RwLock<HashMap<String, ProductFlag>>,
+    redis: Client,
+    subscriber: SubscriberClient,
+    broker: Arc<Broker>,
+}
+
+impl StockFlag {
+    pub fn new(redis_url: &SecretString, broker: Arc<Broker>) -> anyhow::Result<Self> {
+        let config = RedisConfig::from_url(redis_url.expose_secret())?;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_config(|c| {
+                // Start even when Redis is down; keep reconnecting in the background.
+                c.fail_fast = false;
+            })
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(1);
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|c| {
+                // Redis is an optimisation: a slow or absent Redis must cost
+                // a request at most this much before the database answers.
+                c.default_command_timeout = Duration::from_millis(250);
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+        let redis = builder.build()?;
+        let subscriber = builder.build_subscriber_client()?;
+        Ok(Self {
+            local: RwLock::new(HashMap::new()),
+            redis,
+            subscriber,
+            broker,
+        })
+    }
+
+    /// Connects both Redis clients in the background and follows the
+    /// announcements of other replicas until `cancel`.
+    pub fn start(self: &Arc<Self>, cancel: CancellationToken) {
+        self.redis.connect();
+        self.subscriber.connect();
+        let _resubscribe = self.subscriber.manage_subscriptions();
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut rx = me.subscriber.message_rx();
+            let subscribe = {
+                let sub = me.subscriber.clone();
+                async move {
+                    // Retried by manage_subscriptions after reconnects; the
+                    // first attempt may fail while Redis is still unreachable.
+                    if let Err(e) = sub.subscribe(CHANNEL).await {
+                        tracing::warn!(error = %e, "subscribing to stock announcements failed; will retry on reconnect");
+                    }
+                }
+            };
+            tokio::spawn(subscribe);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    msg = rx.recv() => match msg {
+                        Ok(msg) => {
+                            let Some(text) = msg.value.as_str() else { continue };
+                            match serde_json::from_str::<Announcement>(&text) {
+                                Ok(a) => {
+                                    me.set_local(&a.sku, ProductFlag { name: a.name, available: a.available });
+                                }
+                                Err(e) => tracing::warn!(error = %e, "ignoring malformed stock announcement"),
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "stock announcements lagged; the reconciler will catch up");
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            }
+        });
+    }
+
+    /// The in-process copy, for the hot path. `None`: this replica has not
+    /// seen the SKU (unknown, or created moments ago on another replica).
+    pub fn local(&self, sku: &Sku) -> Option<ProductFlag> {
+        self.local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sku.as_str())
+            .cloned()
+    }
+
+    /// Records what this replica learnt (from PostgreSQL or another replica)
+    /// without announcing it. Returns whether the value changed.
+    pub fn set_local(&self, sku: &str, flag: ProductFlag) -> bool {
+        let mut map = self.local.write().unwrap_or_else(|p| p.into_inner());
+        let changed = map.get(sku) != Some(&flag);
+        map.insert(sku.to_owned(), flag);
+        changed
+    }
+
+    /// Records a fact learnt from PostgreSQL: updates this replica at once,
+    /// then Redis and the other replicas, then browsers on `stock.<sku>`.
+    /// The remote steps are best effort and never fail the caller.
+    pub async fn publish(&self, sku: &Sku, flag: ProductFlag) {
+        let changed = self.set_local(sku.as_str(), flag.clone());
+        if let Err(e) = self.write_redis(sku, &flag).await {
+            tracing::debug!(error = %e, sku = %sku, "stock flag not written to Redis");
+        }
+        if changed {
+            metrics::counter!("stock_flag_flips_total", "available" => flag.available.to_string())
+                .increment(1);
+            let body = serde_json::json!({"sku": sku.as_str(), "available": flag.available});
+            if let Err(e) = self
+                .broker
+                .publish_topic(&format!("stock.{sku}"), body.to_string().as_bytes())
+                .await
+            {
+                tracing::debug!(error = %e, sku = %sku, "stock event not published to RabbitMQ");
+            }
+        }
+    }
+
+    async fn write_redis(&self, sku: &Sku, flag: &ProductFlag) -> Result<(), fred::error::Error> {
+        if !self.redis.is_connected() {
+            return Err(fred::error::Error::new(
+                fred::error::ErrorKind::IO,
+                "not connected",
+            ));
+        }
+        let available = if flag.available { "1" } else { "0" };
+        let _: () = self
+            .redis
+            .hset(
+                redis_key(sku.as_str()),
+                [("name", flag.name.as_str()), ("available", available)],
+            )
+            .await?;
+        let announcement = serde_json::to_string(&Announcement {
+            sku: sku.to_string(),
+            name: flag.name.clone(),
+            available: flag.available,
+        })
+        .unwrap_or_default();
+        let _: () = self.redis.publish(CHANNEL, announcement).await?;
+        Ok(())
+    }
+
+    /// Reads the shared flag from Redis. `Err` when Redis is unreachable (the
+    /// caller then asks PostgreSQL); `Ok(None)` when Redis has no entry.
+    pub async fn read_redis(&self, sku: &Sku) -> Result<Option<ProductFlag>, fred::error::Error> {
+        if !self.redis.is_connected() {
+            return Err(fred::error::Error::new(
+                fred::error::ErrorKind::IO,
+                "not connected",
+            ));
+        }
+        let fields: HashMap<String, String> = self.redis.hgetall(redis_key(sku.as_str())).await?;
+        match (fields.get("name"), fields.get("available")) {
+            (Some(name), Some(available)) => Ok(Some(ProductFlag {
+                name: name.clone(),
+                available: available == "1",
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Rebuilds every copy of the flag from PostgreSQL.
+    pub async fn reconcile(&self, pool: &Pool) -> anyhow::Result<()> {
+        let client = pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT sku, name, stock - reserved FROM products",
+                &[],
+            )
+            .await?;
+        for row in rows {
+            let sku: String = row.get(0);
+            let remaining: i32 = row.get(2);
+            metrics::gauge!("stock_remaining", "sku" => sku.clone()).set(f64::from(remaining));
+            let Ok(sku) = Sku::parse(&sku) else { continue };
+            let flag = ProductFlag {
+                name: row.get(1),
+                available: remaining > 0,
+            };
+            // Redis may have lost its data (restart, eviction) or missed a
+            // write while it was down: rewrite it whenever it disagrees.
+            let in_redis = self.read_redis(&sku).await.ok().flatten();
+            if in_redis.as_ref() != Some(&flag) || self.local(&sku).as_ref() != Some(&flag) {
+                self.publish(&sku, flag).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconciles now, then every `every`, until `cancel`.
+    pub fn spawn_reconciler(self: &Arc<Self>, pool: Pool, every: Duration, cancel: CancellationToken) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = me.reconcile(&pool).await {
+                    tracing::warn!(error = %e, "stock flag reconcile failed");
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+    }
+
+    pub fn redis_connected(&self) -> bool {
+        self.redis.is_connected()
+    }
+
+    pub async fn close(&self) {
+        let _ = self.subscriber.quit().await;
+        let _ = self.redis.quit().await;
+    }
+}

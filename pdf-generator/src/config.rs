@@ -1,0 +1,250 @@
+//! Typed configuration, read once from environment variables at startup.
+//!
+//! Every variable has a loopback default from docs/design.md, so `cargo run`
+//! works against the local stack with no environment at all. A variable that is
+//! set but does not parse stops the process with an error naming it, rather
+//! than falling back to a default the operator did not ask for.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// Which halves of the service this process runs.
+///
+/// One process runs both by default; production can split them so the CPU-bound
+/// renderer scales independently of the (cheap) notifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Render,
+    Notify,
+}
+
+impl Role {
+    pub fn renders(self) -> bool {
+        matches!(self, Role::All | Role::Render)
+    }
+
+    pub fn notifies(self) -> bool {
+        matches!(self, Role::All | Role::Notify)
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Role::All),
+            "render" => Ok(Role::Render),
+            "notify" => Ok(Role::Notify),
+            other => Err(format!("expected all, render or notify, got {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("expected text or json, got {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub endpoint: String,
+    /// The host browsers see in presigned URLs; equal to `endpoint` unless set.
+    pub public_endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub force_path_style: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub role: Role,
+    pub metrics_addr: SocketAddr,
+    /// Carries the broker password, so it never prints.
+    pub amqp_url: SecretString,
+    pub s3: S3Config,
+    pub voucher_url_ttl: Duration,
+    pub prefetch: u16,
+    pub max_attempts: u32,
+    pub orders_queue: String,
+    pub events_queue: String,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid environment variable {name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads through `lookup` so tests can supply variables without touching the
+    /// process environment (which is shared between test threads).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup: &lookup };
+        let endpoint = env.string("S3_ENDPOINT", "http://127.0.0.1:7480")?;
+        let public_endpoint = env.string("S3_PUBLIC_ENDPOINT", &endpoint)?;
+        let prefetch: u16 = env.parsed("PREFETCH", 32)?;
+        if prefetch == 0 {
+            return Err(ConfigError {
+                name: "PREFETCH",
+                reason: "must be at least 1 (0 means unbounded to RabbitMQ)".into(),
+            });
+        }
+        let max_attempts: u32 = env.parsed("MAX_ATTEMPTS", 8)?;
+        if max_attempts == 0 {
+            return Err(ConfigError {
+                name: "MAX_ATTEMPTS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Config {
+            role: env.parsed("ROLE", Role::All)?,
+            metrics_addr: env.parsed("METRICS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9090)))?,
+            amqp_url: SecretString::from(
+                env.string("AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/%2f")?,
+            ),
+            s3: S3Config {
+                endpoint,
+                public_endpoint,
+                region: env.string("S3_REGION", "us-east-1")?,
+                bucket: env.string("S3_BUCKET", "vouchers")?,
+                access_key_id: env.string("S3_ACCESS_KEY_ID", "dropdev")?,
+                secret_access_key: SecretString::from(
+                    env.string("S3_SECRET_ACCESS_KEY", "dropdevsecret")?,
+                ),
+                force_path_style: env.parsed("S3_FORCE_PATH_STYLE", true)?,
+            },
+            voucher_url_ttl: Duration::from_secs(env.parsed("VOUCHER_URL_TTL_SECS", 900)?),
+            prefetch,
+            max_attempts,
+            orders_queue: env.string("ORDERS_QUEUE", "pdf-generator.orders")?,
+            events_queue: env.string("EVENTS_QUEUE", "pdf-generator.s3-events")?,
+            shutdown_timeout: Duration::from_secs(env.parsed("SHUTDOWN_TIMEOUT_SECS", 20)?),
+            log_format: env.parsed("LOG_FORMAT", LogFormat::Text)?,
+        })
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn string(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        match (self.lookup)(name) {
+            None => Ok(default.to_owned()),
+            Some(v) if v.trim().is_empty() => Err(ConfigError {
+                name,
+                reason: "is set but empty".into(),
+            }),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn parsed<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match (self.lookup)(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError {
+                name,
+                reason: format!("{v:?}: {e}"),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_design_contract() {
+        let c = from(&[]).expect("defaults parse");
+        assert_eq!(c.role, Role::All);
+        assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(
+            c.amqp_url.expose_secret(),
+            "amqp://drop:drop@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(c.s3.endpoint, "http://127.0.0.1:7480");
+        assert_eq!(c.s3.public_endpoint, c.s3.endpoint);
+        assert_eq!(c.s3.bucket, "vouchers");
+        assert!(c.s3.force_path_style);
+        assert_eq!(c.voucher_url_ttl, Duration::from_secs(900));
+        assert_eq!(c.prefetch, 32);
+        assert_eq!(c.max_attempts, 8);
+        assert_eq!(c.orders_queue, "pdf-generator.orders");
+        assert_eq!(c.events_queue, "pdf-generator.s3-events");
+    }
+
+    #[test]
+    fn public_endpoint_defaults_to_the_endpoint() {
+        let c = from(&[("S3_ENDPOINT", "http://s3.internal:9000")]).expect("parses");
+        assert_eq!(c.s3.public_endpoint, "http://s3.internal:9000");
+        let c = from(&[
+            ("S3_ENDPOINT", "http://s3.internal:9000"),
+            ("S3_PUBLIC_ENDPOINT", "https://vouchers.example"),
+        ])
+        .expect("parses");
+        assert_eq!(c.s3.public_endpoint, "https://vouchers.example");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = from(&[("PREFETCH", "lots")]).expect_err("must fail");
+        assert_eq!(err.name, "PREFETCH");
+        let err = from(&[("ROLE", "both")]).expect_err("must fail");
+        assert_eq!(err.name, "ROLE");
+        let err = from(&[("MAX_ATTEMPTS", "0")]).expect_err("must fail");
+        assert_eq!(err.name, "MAX_ATTEMPTS");
+        let err = from(&[("S3_BUCKET", "")]).expect_err("must fail");
+        assert_eq!(err.name, "S3_BUCKET");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = from(&[("S3_SECRET_ACCESS_KEY", "hunter2-secret")]).expect("parses");
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("hunter2-secret"));
+        assert!(!printed.contains("drop:drop@"));
+    }
+}

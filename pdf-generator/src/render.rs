@@ -1,0 +1,418 @@
+//! Order → one-page PDF voucher. Pure and synchronous: no I/O, no clock, so the
+//! same order always gives the same page, and callers run it in
+//! `spawn_blocking` because it is CPU-bound (font subsetting dominates).
+//!
+//! Text uses two embedded fonts (res/fonts/README.md): DejaVu Sans for Latin,
+//! Greek and Cyrillic, and Droid Sans Fallback for CJK. Each character goes to
+//! the first font that has a glyph for it, so "Zoë 张伟" mixes both on one line.
+//! Fonts are embedded as Type0/Identity-H with a ToUnicode map (printpdf does
+//! this), which is what lets PDF readers and tests extract the text again.
+//!
+//! The QR code is drawn as vector rectangles, not an image: it stays sharp at
+//! any zoom and costs a few hundred bytes.
+
+use printpdf::{
+    Color, LinePoint, Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFontHandle, PdfPage,
+    PdfSaveOptions, Point, Polygon, PolygonRing, Pt, Rgb, TextItem, WindingOrder,
+};
+use qrcode::{EcLevel, QrCode};
+
+use crate::order::Order;
+
+const LATIN_TTF: &[u8] = include_bytes!("../../res/fonts/DejaVuSans.ttf");
+const CJK_TTF: &[u8] = include_bytes!("../../res/fonts/DroidSansFallbackFull.ttf");
+
+// A5 portrait: fits a phone screen and prints on half a sheet.
+const PAGE_W: f32 = 148.0;
+const PAGE_H: f32 = 210.0;
+const MARGIN: f32 = 14.0;
+const TEXT_W: f32 = PAGE_W - 2.0 * MARGIN;
+const QR_SIZE: f32 = 60.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("embedded font {0} does not parse")]
+    Font(&'static str),
+    #[error("QR code: {0}")]
+    Qr(#[from] qrcode::types::QrError),
+}
+
+/// The parsed fonts, loaded once at startup and shared by every render.
+pub struct Fonts {
+    faces: [ParsedFont; 2],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Face {
+    Latin = 0,
+    Cjk = 1,
+}
+
+impl Fonts {
+    pub fn load() -> Result<Self, RenderError> {
+        let parse = |bytes: &[u8], name: &'static str| {
+            ParsedFont::from_bytes(bytes, 0, &mut Vec::new()).ok_or(RenderError::Font(name))
+        };
+        Ok(Fonts {
+            faces: [
+                parse(LATIN_TTF, "DejaVuSans.ttf")?,
+                parse(CJK_TTF, "DroidSansFallbackFull.ttf")?,
+            ],
+        })
+    }
+
+    fn face(&self, face: Face) -> &ParsedFont {
+        &self.faces[face as usize]
+    }
+
+    /// Picks the face for one character. Characters neither font covers stay
+    /// with the Latin face (they render as its "missing glyph" box, which is
+    /// still better than dropping them silently).
+    fn face_for(&self, c: char) -> Face {
+        if c.is_whitespace() || self.face(Face::Latin).lookup_glyph_index(c as u32).is_some() {
+            Face::Latin
+        } else if self.face(Face::Cjk).lookup_glyph_index(c as u32).is_some() {
+            Face::Cjk
+        } else {
+            Face::Latin
+        }
+    }
+
+    /// Splits text into runs that each use one face. Whitespace joins the run
+    /// it is in, so a space between two CJK words does not switch fonts twice.
+    fn runs(&self, text: &str) -> Vec<(Face, String)> {
+        let mut runs: Vec<(Face, String)> = Vec::new();
+        for c in text.chars() {
+            let face = match runs.last() {
+                Some((current, _)) if c.is_whitespace() => *current,
+                _ => self.face_for(c),
+            };
+            match runs.last_mut() {
+                Some((current, run)) if *current == face => run.push(c),
+                _ => runs.push((face, c.to_string())),
+            }
+        }
+        runs
+    }
+
+    /// Advance width of `text` at `size`, in points.
+    fn width(&self, text: &str, size: f32) -> f32 {
+        self.runs(text)
+            .iter()
+            .map(|(face, run)| {
+                let font = self.face(*face);
+                let units: u32 = run
+                    .chars()
+                    .map(|c| {
+                        font.lookup_glyph_index(c as u32)
+                            .and_then(|gid| font.get_glyph_width(gid))
+                            .map_or(u32::from(font.units_per_em) / 2, u32::from)
+                    })
+                    .sum();
+                units as f32 * size / f32::from(font.units_per_em.max(1))
+            })
+            .sum()
+    }
+}
+
+/// Renders the voucher for `order`.
+pub fn render_voucher(order: &Order, fonts: &Fonts) -> Result<Vec<u8>, RenderError> {
+    let mut doc = PdfDocument::new("Voucher");
+    let ids = [
+        doc.add_font(fonts.face(Face::Latin)),
+        doc.add_font(fonts.face(Face::Cjk)),
+    ];
+    let mut page = PageWriter {
+        fonts,
+        ids: &ids,
+        ops: Vec::new(),
+        y: PAGE_H - MARGIN,
+    };
+
+    page.line("VOUCHER", 10.0, 10.0, GREY);
+    page.gap(2.0);
+    page.fitted(&order.product_name, 22.0, 13.0, BLACK);
+    page.gap(6.0);
+    page.line("Issued to", 9.0, 9.0, GREY);
+    page.fitted(&order.full_name(), 16.0, 10.0, BLACK);
+    page.gap(4.0);
+    page.line("Order", 9.0, 9.0, GREY);
+    page.line(order.order_id.as_str(), 11.0, 11.0, BLACK);
+    page.gap(4.0);
+    page.line("Issued", 9.0, 9.0, GREY);
+    let issued = order.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    page.line(&issued, 11.0, 11.0, BLACK);
+
+    let qr = QrCode::with_error_correction_level(order.order_id.as_str(), EcLevel::M)?;
+    let qr_x = (PAGE_W - QR_SIZE) / 2.0;
+    let qr_y = MARGIN + 14.0;
+    page.ops.push(Op::SetFillColor { col: BLACK });
+    page.ops.push(qr_polygon(&qr, qr_x, qr_y, QR_SIZE));
+
+    page.y = MARGIN + 6.0;
+    page.line(
+        "Show this code at the counter to collect your order.",
+        9.0,
+        9.0,
+        GREY,
+    );
+
+    let pdf_page = PdfPage::new(Mm(PAGE_W), Mm(PAGE_H), page.ops);
+    let bytes = doc
+        .with_pages(vec![pdf_page])
+        .save(&PdfSaveOptions::default(), &mut Vec::new());
+    Ok(bytes)
+}
+
+const BLACK: Color = Color::Rgb(Rgb {
+    r: 0.0,
+    g: 0.0,
+    b: 0.0,
+    icc_profile: None,
+});
+const GREY: Color = Color::Rgb(Rgb {
+    r: 0.4,
+    g: 0.4,
+    b: 0.4,
+    icc_profile: None,
+});
+
+/// Lays text out top to bottom.
+struct PageWriter<'a> {
+    fonts: &'a Fonts,
+    ids: &'a [printpdf::FontId; 2],
+    ops: Vec<Op>,
+    /// Top of the next line, in mm from the bottom of the page.
+    y: f32,
+}
+
+impl PageWriter<'_> {
+    fn gap(&mut self, mm: f32) {
+        self.y -= mm;
+    }
+
+    /// One line at `size`, shrunk down to `min_size` if it is too wide.
+    fn line(&mut self, text: &str, size: f32, min_size: f32, col: Color) {
+        let size = self.fit_size(text, size, min_size);
+        self.emit(text, size, col);
+    }
+
+    /// Like `line`, but text still too wide at `min_size` wraps onto up to
+    /// three lines, and anything beyond is cut with an ellipsis.
+    fn fitted(&mut self, text: &str, size: f32, min_size: f32, col: Color) {
+        let size = self.fit_size(text, size, min_size);
+        let lines = wrap(self.fonts, text, size, 3);
+        for l in lines {
+            self.emit(&l, size, col.clone());
+        }
+    }
+
+    fn fit_size(&self, text: &str, size: f32, min_size: f32) -> f32 {
+        let width = self.fonts.width(text, size);
+        let max = Pt::from(Mm(TEXT_W)).0;
+        if width <= max {
+            size
+        } else {
+            (size * max / width).max(min_size)
+        }
+    }
+
+    fn emit(&mut self, text: &str, size: f32, col: Color) {
+        // Baseline sits one font size below the top of the line (size is in pt).
+        let line_height_mm = Mm::from(Pt(size * 1.3)).0;
+        self.y -= line_height_mm;
+        self.ops.push(Op::SetFillColor { col });
+        self.ops.push(Op::StartTextSection);
+        self.ops.push(Op::SetTextCursor {
+            pos: Point::new(Mm(MARGIN), Mm(self.y)),
+        });
+        for (face, run) in self.fonts.runs(text) {
+            self.ops.push(Op::SetFont {
+                font: PdfFontHandle::External(self.ids[face as usize].clone()),
+                size: Pt(size),
+            });
+            self.ops.push(Op::ShowText {
+                items: vec![TextItem::Text(run)],
+            });
+        }
+        self.ops.push(Op::EndTextSection);
+    }
+}
+
+/// Greedy wrap by characters, preferring to break after whitespace.
+fn wrap(fonts: &Fonts, text: &str, size: f32, max_lines: usize) -> Vec<String> {
+    let max = Pt::from(Mm(TEXT_W)).0;
+    let mut lines: Vec<String> = Vec::new();
+    let mut rest: Vec<char> = text.trim().chars().collect();
+    while !rest.is_empty() {
+        if lines.len() + 1 == max_lines {
+            lines.push(ellipsize(fonts, &rest.iter().collect::<String>(), size, max));
+            break;
+        }
+        // The longest prefix that fits, at least one character.
+        let mut end = rest.len();
+        while end > 1 && fonts.width(&rest[..end].iter().collect::<String>(), size) > max {
+            end -= 1;
+        }
+        if end < rest.len() {
+            if let Some(space) = rest[..end].iter().rposition(|c| c.is_whitespace()) {
+                if space > 0 {
+                    end = space + 1;
+                }
+            }
+        }
+        lines.push(rest[..end].iter().collect::<String>().trim_end().to_owned());
+        rest.drain(..end);
+        while rest.first().is_some_and(|c| c.is_whitespace()) {
+            rest.remove(0);
+        }
+    }
+    lines
+}
+
+fn ellipsize(fonts: &Fonts, text: &str, size: f32, max: f32) -> String {
+    if fonts.width(text, size) <= max {
+        return text.to_owned();
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() {
+        chars.pop();
+        let candidate = format!("{}…", chars.iter().collect::<String>().trim_end());
+        if fonts.width(&candidate, size) <= max {
+            return candidate;
+        }
+    }
+    "…".to_owned()
+}
+
+/// The QR matrix as one filled polygon: a rectangle per horizontal run of
+/// dark modules. The page is white, so the quiet zone needs no drawing, only
+/// the space the layout leaves around the code.
+fn qr_polygon(qr: &QrCode, x: f32, y: f32, size: f32) -> Op {
+    let n = qr.width();
+    let module = size / n as f32;
+    let mut rings = Vec::new();
+    for row in 0..n {
+        let mut col = 0;
+        while col < n {
+            if qr[(col, row)] != qrcode::Color::Dark {
+                col += 1;
+                continue;
+            }
+            let start = col;
+            while col < n && qr[(col, row)] == qrcode::Color::Dark {
+                col += 1;
+            }
+            // Row 0 is the top of the code; PDF y grows upwards.
+            let x0 = x + start as f32 * module;
+            let x1 = x + col as f32 * module;
+            let y1 = y + size - row as f32 * module;
+            let y0 = y1 - module;
+            rings.push(PolygonRing {
+                points: [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+                    .into_iter()
+                    .map(|(px, py)| LinePoint {
+                        p: Point::new(Mm(px), Mm(py)),
+                        bezier: false,
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Op::DrawPolygon {
+        polygon: Polygon {
+            rings,
+            mode: PaintMode::Fill,
+            winding_order: WindingOrder::NonZero,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::OrderId;
+    use std::sync::OnceLock;
+
+    fn fonts() -> &'static Fonts {
+        static FONTS: OnceLock<Fonts> = OnceLock::new();
+        FONTS.get_or_init(|| Fonts::load().expect("embedded fonts parse"))
+    }
+
+    fn order(first: &str, last: &str, product: &str) -> Order {
+        Order {
+            order_id: OrderId::parse("0123456789abcdef0123456789abcdef").expect("valid"),
+            sku: "sku-1".into(),
+            product_name: product.into(),
+            first_name: first.into(),
+            last_name: last.into(),
+            created_at: chrono::DateTime::parse_from_rfc3339("2026-11-24T12:00:00.123456Z")
+                .expect("valid time")
+                .to_utc(),
+        }
+    }
+
+    #[test]
+    fn renders_a_pdf() {
+        let bytes = render_voucher(&order("Zoë", "Ñúñez", "Sneaker 42"), fonts()).expect("renders");
+        assert!(bytes.starts_with(b"%PDF-"), "not a PDF header");
+        let tail = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(64)..]);
+        assert!(tail.contains("%%EOF"), "no PDF trailer");
+        // Subset fonts keep a voucher small even with a CJK face embedded.
+        assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn text_is_extractable_including_accents_and_cjk() {
+        // Parse the produced bytes back and read the text through the fonts'
+        // ToUnicode maps, as a PDF reader would.
+        let bytes = render_voucher(&order("张", "伟", "Zoë Ñúñez Edition"), fonts())
+            .expect("renders");
+        let doc = PdfDocument::parse(
+            &bytes,
+            &printpdf::PdfParseOptions::default(),
+            &mut Vec::new(),
+        )
+        .expect("parses back");
+        let text = doc.extract_text().concat().concat();
+        assert!(text.contains("0123456789abcdef0123456789abcdef"), "{text}");
+        assert!(text.contains("张 伟"), "{text}");
+        assert!(text.contains("Zoë Ñúñez Edition"), "{text}");
+        assert!(text.contains("2026-11-24 12:00:00 UTC"), "{text}");
+    }
+
+    #[test]
+    fn chooses_a_face_per_character() {
+        let runs = fonts().runs("Zoë 张伟 Ñ");
+        let faces: Vec<Face> = runs.iter().map(|(f, _)| *f).collect();
+        assert_eq!(faces, [Face::Latin, Face::Cjk, Face::Latin]);
+        assert_eq!(runs[1].1, "张伟 ");
+    }
+
+    #[test]
+    fn long_names_wrap_and_are_cut() {
+        let long = "Wolfeschlegelsteinhausenbergerdorff ".repeat(8);
+        let lines = wrap(fonts(), &long, 16.0, 3);
+        assert_eq!(lines.len(), 3);
+        let max = Pt::from(Mm(TEXT_W)).0;
+        for l in &lines {
+            assert!(fonts().width(l, 16.0) <= max + 0.01, "{l}");
+        }
+        assert!(lines[2].ends_with('…'));
+        // A long voucher still renders.
+        render_voucher(&order(&long, &long, &long), fonts()).expect("renders");
+    }
+
+    #[test]
+    fn qr_covers_the_matrix() {
+        let qr = QrCode::with_error_correction_level("0123456789abcdef0123456789abcdef", EcLevel::M)
+            .expect("encodes");
+        let dark = qr.to_colors().iter().filter(|c| **c == qrcode::Color::Dark).count();
+        let Op::DrawPolygon { polygon } = qr_polygon(&qr, 0.0, 0.0, 50.0) else {
+            panic!("not a polygon");
+        };
+        // Runs merge neighbours, so there are fewer rectangles than dark modules,
+        // and at least one per row that has any.
+        assert!(!polygon.rings.is_empty() && polygon.rings.len() < dark);
+    }
+}

@@ -1,0 +1,118 @@
+//! The renderer: one order message in, one voucher object out.
+//!
+//! Order of events per delivery: parse → render (blocking pool) → upload with
+//! retries → ack. A message that cannot be parsed or rendered will never
+//! succeed, so it is dead-lettered at once; an upload that keeps failing is
+//! dead-lettered after `MAX_ATTEMPTS`, so it is kept for inspection and never
+//! loops.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use lapin::message::Delivery;
+use lapin::{Channel, Connection};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::{Handler, Outcome};
+use crate::metrics;
+use crate::order::Order;
+use crate::render::{Fonts, render_voucher};
+use crate::retry::{Backoff, RetryError, retry};
+use crate::store::Store;
+use crate::topology;
+
+pub struct Renderer {
+    pub store: Store,
+    pub fonts: Arc<Fonts>,
+    pub queue: String,
+    pub max_attempts: u32,
+    /// Rendering is CPU-bound: running more renders than cores only adds
+    /// memory (each holds a copy of the fonts while subsetting) and latency.
+    /// Uploads are not limited by this; prefetch bounds them.
+    pub render_slots: Arc<Semaphore>,
+}
+
+impl Handler for Renderer {
+    type Session = ();
+
+    fn role(&self) -> &'static str {
+        "render"
+    }
+
+    fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        topology::declare_orders(channel, &self.queue).await
+    }
+
+    async fn open_session(&self, _connection: &Connection) -> lapin::Result<()> {
+        Ok(())
+    }
+
+    async fn handle(&self, delivery: &Delivery, _: &(), shutdown: &CancellationToken) -> Outcome {
+        let order = match Order::from_json(&delivery.data) {
+            Ok(order) => order,
+            Err(e) => {
+                let message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string());
+                tracing::warn!(?message_id, error = %e, "malformed order message; dead-lettering");
+                return Outcome::DeadLetter("malformed");
+            }
+        };
+        let order_id = order.order_id.clone();
+        let created_at = order.created_at;
+
+        let pdf = {
+            let Ok(_slot) = self.render_slots.acquire().await else {
+                // Only if the semaphore were closed, which we never do.
+                return Outcome::Requeue;
+            };
+            let fonts = Arc::clone(&self.fonts);
+            let started = Instant::now();
+            let rendered = tokio::task::spawn_blocking(move || render_voucher(&order, &fonts)).await;
+            ::metrics::histogram!(metrics::RENDER_SECONDS).record(started.elapsed().as_secs_f64());
+            match rendered {
+                Ok(Ok(pdf)) => pdf,
+                Ok(Err(e)) => {
+                    tracing::error!(%order_id, error = %e, "render failed; dead-lettering");
+                    return Outcome::DeadLetter("render_failed");
+                }
+                Err(e) => {
+                    tracing::error!(%order_id, error = %e, "render panicked; dead-lettering");
+                    return Outcome::DeadLetter("render_panicked");
+                }
+            }
+        };
+
+        let upload = retry(
+            "upload",
+            Backoff::RETRY,
+            self.max_attempts,
+            shutdown,
+            |e: &crate::store::StoreError| e.is_transient(),
+            || self.store.put_voucher(&order_id, pdf.clone(), created_at),
+        )
+        .await;
+        match upload {
+            Ok(()) => {
+                ::metrics::counter!(metrics::UPLOADED).increment(1);
+                tracing::info!(%order_id, bytes = pdf.len(), redelivered = delivery.redelivered, "voucher uploaded");
+                Outcome::Ack
+            }
+            Err(RetryError::Permanent(e)) => {
+                tracing::error!(%order_id, error = %e, "upload rejected; dead-lettering");
+                Outcome::DeadLetter("upload_rejected")
+            }
+            Err(RetryError::Exhausted(e)) => {
+                tracing::error!(%order_id, attempts = self.max_attempts, error = %e, "upload still failing; dead-lettering");
+                Outcome::DeadLetter("upload_retries_exhausted")
+            }
+            Err(RetryError::Cancelled) => {
+                tracing::info!(%order_id, "shutting down during upload retry; requeueing");
+                Outcome::Requeue
+            }
+        }
+    }
+}
