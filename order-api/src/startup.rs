@@ -38,6 +38,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let flag = Arc::new(StockFlag::new(&config.redis_url, Arc::clone(&broker))?);
     flag.start(background.clone());
+    flag.wait_connected(Duration::from_secs(2)).await;
     flag.spawn_reconciler(
         pool.clone(),
         config.stock_reconcile_interval,
@@ -83,7 +84,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("HTTP drained; stopping background tasks");
 
     background.cancel();
-    if tokio::time::timeout(Duration::from_secs(5), relay).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), relay)
+        .await
+        .is_err()
+    {
         tracing::warn!("outbox relay did not stop in time; unpublished rows stay in the outbox");
     }
     flag.close().await;

@@ -135,6 +135,18 @@ impl StockFlag {
         });
     }
 
+    /// Waits up to `limit` for the Redis connection, so that the first flag
+    /// writes after startup land in Redis rather than waiting for the next
+    /// reconcile. Redis being down only costs this wait: the service starts.
+    pub async fn wait_connected(&self, limit: Duration) {
+        if tokio::time::timeout(limit, self.redis.wait_for_connect())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Redis is not reachable yet; serving from PostgreSQL until it is");
+        }
+    }
+
     /// The in-process copy, for the hot path. `None`: this replica has not
     /// seen the SKU (unknown, or created moments ago on another replica).
     pub fn local(&self, sku: &Sku) -> Option<ProductFlag> {
@@ -224,10 +236,7 @@ impl StockFlag {
     pub async fn reconcile(&self, pool: &Pool) -> anyhow::Result<()> {
         let client = pool.get().await?;
         let rows = client
-            .query(
-                "SELECT sku, name, stock - reserved FROM products",
-                &[],
-            )
+            .query("SELECT sku, name, stock - reserved FROM products", &[])
             .await?;
         for row in rows {
             let sku: String = row.get(0);
@@ -249,7 +258,12 @@ impl StockFlag {
     }
 
     /// Reconciles now, then every `every`, until `cancel`.
-    pub fn spawn_reconciler(self: &Arc<Self>, pool: Pool, every: Duration, cancel: CancellationToken) {
+    pub fn spawn_reconciler(
+        self: &Arc<Self>,
+        pool: Pool,
+        every: Duration,
+        cancel: CancellationToken,
+    ) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             loop {

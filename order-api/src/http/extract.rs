@@ -42,6 +42,11 @@ where
 
 /// Parses `bytes` into `T`, classifying the failure as described on [`JsonBody`].
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, so that a body that is not JSON at all (say, a valid
+    // object followed by garbage) is `invalid_json` even when its shape is
+    // also wrong. Skipping through the bytes allocates nothing.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|e| ApiError::InvalidJson(strip_position(&e.to_string())))?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -94,7 +99,10 @@ pub struct AdminAuth;
 impl FromRequestParts<AppState> for AdminAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -153,15 +161,26 @@ mod tests {
         assert_eq!(err.code(), "invalid_json");
         let err = parse_json::<Probe>(b"{} trailing").unwrap_err();
         assert_eq!(err.code(), "invalid_json");
+        let err = parse_json::<Probe>(br#"{"sku": "a"} trailing"#).unwrap_err();
+        assert_eq!(err.code(), "invalid_json");
     }
 
     #[test]
     fn wrong_shapes_name_the_field() {
         let err = parse_json::<Probe>(br#"{"sku": "a", "phone": 5}"#).unwrap_err();
-        assert!(matches!(&err, ApiError::InvalidField(f) if f.field == "phone"), "{err:?}");
+        assert!(
+            matches!(&err, ApiError::InvalidField(f) if f.field == "phone"),
+            "{err:?}"
+        );
         let err = parse_json::<Probe>(br#"{"sku": "a"}"#).unwrap_err();
-        assert!(matches!(&err, ApiError::InvalidField(f) if f.field == "phone"), "{err:?}");
+        assert!(
+            matches!(&err, ApiError::InvalidField(f) if f.field == "phone"),
+            "{err:?}"
+        );
         let err = parse_json::<Probe>(b"[1, 2]").unwrap_err();
-        assert!(matches!(&err, ApiError::InvalidField(f) if f.field == "body"), "{err:?}");
+        assert!(
+            matches!(&err, ApiError::InvalidField(f) if f.field == "body"),
+            "{err:?}"
+        );
     }
 }

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# dev/run.sh foreground | background | stop
+#
+# Runs order-api and pdf-generator (debug builds, already built by `make`)
+# against the local stack. `foreground` keeps them attached to the terminal
+# until Ctrl-C; `background` leaves them running (logs and pids under
+# .stack/app/) until `stop`. ADMIN_TOKEN comes from the environment, or a dev
+# token is generated, kept in .stack/app/admin-token and printed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${STACK_DIR:-$ROOT/.stack}
+APP=$STATE/app
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+mkdir -p "$APP"
+
+stop_one() {
+    local name=$1 pidfile=$APP/$1.pid pid
+    [[ -f $pidfile ]] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+        echo "run: stopped $name (pid $pid)" >&2
+    fi
+    rm -f "$pidfile"
+}
+
+if [[ ${1:-} == stop ]]; then
+    stop_one order-api
+    stop_one pdf-generator
+    exit 0
+fi
+
+[[ -f $STATE/env ]] || { echo "run: no $STATE/env; run 'make up' (or dev/stack.sh up) first" >&2; exit 1; }
+# shellcheck source=/dev/null
+source "$STATE/env"
+if [[ -z ${ADMIN_TOKEN:-} ]]; then
+    [[ -s $APP/admin-token ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$APP/admin-token"
+    ADMIN_TOKEN=$(cat "$APP/admin-token")
+    token_note="(a dev token, kept in $APP/admin-token; set ADMIN_TOKEN to choose one)"
+else
+    token_note="(from ADMIN_TOKEN)"
+fi
+export ADMIN_TOKEN
+export RUST_LOG=${RUST_LOG:-info}
+
+for bin in order-api pdf-generator; do
+    [[ -x $TARGET/$bin ]] || { echo "run: $TARGET/$bin is not built; run 'make build'" >&2; exit 1; }
+done
+
+banner() {
+    local url=http://$LISTEN_ADDR
+    cat >&2 <<MSG
+
+  order-api      $url            (page: $url/?sku=demo-tee, API docs: $url/openapi.json)
+  pdf-generator  http://${METRICS_ADDR:-127.0.0.1:9090}/metrics
+  ADMIN_TOKEN    $ADMIN_TOKEN $token_note
+
+  Create the demo product:
+    curl -X PUT $url/v1/products/demo-tee -H "Authorization: Bearer $ADMIN_TOKEN" \\
+         -H 'content-type: application/json' -d '{"name": "Demo tee", "stock": 100}'
+
+MSG
+}
+
+wait_ready() {
+    for _ in $(seq 1 300); do
+        curl -fsS "http://$LISTEN_ADDR/readyz" >/dev/null 2>&1 && return 0
+        kill -0 "$(cat "$APP/order-api.pid")" 2>/dev/null || { echo "run: order-api exited; see $APP/order-api.log" >&2; tail -20 "$APP/order-api.log" >&2; return 1; }
+        sleep 0.2
+    done
+    echo "run: order-api not ready after 60 s; see $APP/order-api.log" >&2
+    return 1
+}
+
+case ${1:-} in
+foreground)
+    stop_one order-api
+    stop_one pdf-generator
+    "$TARGET/pdf-generator" > >(tee -a "$APP/pdf-generator.log") 2>&1 &
+    echo $! >"$APP/pdf-generator.pid"
+    "$TARGET/order-api" > >(tee -a "$APP/order-api.log") 2>&1 &
+    echo $! >"$APP/order-api.pid"
+    trap 'stop_one order-api; stop_one pdf-generator; exit 0' INT TERM
+    wait_ready
+    banner
+    echo "  Ctrl-C stops both services (the stack keeps running; 'make down' stops it)." >&2
+    wait
+    ;;
+background)
+    stop_one order-api
+    stop_one pdf-generator
+    setsid "$TARGET/pdf-generator" >>"$APP/pdf-generator.log" 2>&1 </dev/null &
+    echo $! >"$APP/pdf-generator.pid"
+    setsid "$TARGET/order-api" >>"$APP/order-api.log" 2>&1 </dev/null &
+    echo $! >"$APP/order-api.pid"
+    wait_ready
+    banner
+    echo "  Logs: $APP/*.log.  'make down' stops the services and the stack." >&2
+    ;;
+*)
+    echo "usage: dev/run.sh foreground | background | stop" >&2
+    exit 2
+    ;;
+esac

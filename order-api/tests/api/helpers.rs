@@ -1,0 +1,343 @@
+//! Test harness: every test gets its own database, its own exchange name and
+//! its own SKUs, and talks to real `order-api` processes over HTTP. The
+//! backing services come from the local stack (`dev/stack.sh up`); tests that
+//! stop a service start a private PostgreSQL or Redis of their own, so they
+//! never disturb the tests running beside them.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{Child, Command},
+};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The stack's maintenance database URL: the `drop` role may create databases.
+pub fn admin_database_url() -> String {
+    env_or("DATABASE_URL", "postgres://drop:drop@127.0.0.1:5432/drop")
+}
+
+pub fn redis_url() -> String {
+    env_or("REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+pub fn amqp_url() -> String {
+    env_or("AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/%2f")
+}
+
+pub fn random_suffix() -> String {
+    let n: u64 = rand::rng().random();
+    format!("{n:016x}")
+}
+
+/// A SKU nobody else uses, so Redis keys never collide between tests.
+pub fn unique_sku(prefix: &str) -> String {
+    format!("{prefix}-{}", random_suffix())
+}
+
+/// A distinct, valid Finnish mobile number for customer `i` of a test.
+pub fn phone(base: u32, i: u32) -> String {
+    format!("+35840{:07}", (base.wrapping_mul(7919) + i) % 10_000_000)
+}
+
+pub fn log_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-logs");
+    std::fs::create_dir_all(&dir).expect("create test log dir");
+    dir
+}
+
+/// Replaces the database name (the path) of a postgres URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("DATABASE_URL has a path");
+    format!("{base}/{db}")
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// A freshly created, empty database; dropped again by `TestDb::drop_now`.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    pub async fn create_on(admin_url: &str) -> Self {
+        let name = format!("t_{}", random_suffix());
+        let admin = connect(admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE");
+        Self {
+            url: with_database(admin_url, &name),
+            name,
+            admin_url: admin_url.to_owned(),
+        }
+    }
+
+    pub async fn create() -> Self {
+        Self::create_on(&admin_database_url()).await
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    pub async fn drop_now(self) {
+        let admin = connect(&self.admin_url).await;
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+
+    pub async fn count(&self, sql: &str, sku: &str) -> i64 {
+        let row = self
+            .client()
+            .await
+            .query_one(sql, &[&sku])
+            .await
+            .expect("count query");
+        row.get(0)
+    }
+}
+
+/// Options for one order-api process.
+#[derive(Clone)]
+pub struct AppOptions {
+    pub database_url: String,
+    pub redis_url: String,
+    pub amqp_url: String,
+    pub orders_exchange: String,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl AppOptions {
+    pub fn new(database_url: &str) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            redis_url: redis_url(),
+            amqp_url: amqp_url(),
+            orders_exchange: format!("test.orders.{}", random_suffix()),
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+/// One running `order-api` process; killed when dropped.
+pub struct App {
+    pub base: String,
+    pub http: reqwest::Client,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl App {
+    pub async fn spawn(opts: &AppOptions) -> Self {
+        let log = log_dir().join(format!("order-api-{}.log", random_suffix()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-api"));
+        cmd.env_clear()
+            .env("PATH", env_or("PATH", "/usr/bin:/bin"))
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", &opts.database_url)
+            .env("DATABASE_POOL_SIZE", "8")
+            .env("REDIS_URL", &opts.redis_url)
+            .env("AMQP_URL", &opts.amqp_url)
+            .env("ORDERS_EXCHANGE", &opts.orders_exchange)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("STOCK_RECONCILE_SECS", "1")
+            .env("SHUTDOWN_TIMEOUT_SECS", "5")
+            .env("RUST_LOG", "info")
+            .envs(opts.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn order-api");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (addr_tx, addr_rx) = tokio::sync::mpsc::channel::<String>(1);
+        // Copy the process's output to its log file, and pick the bound address
+        // out of the "listening on http://…" line.
+        spawn_log_copy(stdout, log.clone(), addr_tx.clone());
+        spawn_log_copy(stderr, log.clone(), addr_tx);
+        let mut addr_rx = addr_rx;
+        let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("order-api did not start within 60 s; see {}", log.display())
+            })
+            .unwrap_or_else(|| panic!("order-api exited before listening; see {}", log.display()));
+        let app = Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("http client"),
+            child,
+            log,
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..300 {
+            if let Ok(r) = self.http.get(self.url("/readyz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("order-api never became ready; see {}", self.log.display());
+    }
+
+    pub async fn put_product(&self, sku: &str, name: &str, stock: i64) -> (u16, Value) {
+        let r = self
+            .http
+            .put(self.url(&format!("/v1/products/{sku}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"name": name, "stock": stock}))
+            .send()
+            .await
+            .expect("PUT product");
+        split(r).await
+    }
+
+    pub async fn get_product(&self, sku: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(&format!("/v1/products/{sku}")))
+            .send()
+            .await
+            .expect("GET product");
+        split(r).await
+    }
+
+    pub async fn order(&self, body: &Value, key: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.post(self.url("/v1/orders")).json(body);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        split(req.send().await.expect("POST order")).await
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("order-api is running")
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.pid();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("order-api exits after SIGTERM")
+            .expect("wait")
+    }
+}
+
+/// Appends a child's output stream, line by line, to its log file, and sends
+/// the address from the first "listening on http://ADDR" line.
+fn spawn_log_copy<R>(stream: R, log: PathBuf, addr_tx: tokio::sync::mpsc::Sender<String>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .await
+            .expect("log file");
+        let mut lines = BufReader::new(stream).lines();
+        let mut sent = false;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if !sent && let Some(pos) = line.find("listening on http://") {
+                let addr: String = line[pos + "listening on http://".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+                    .collect();
+                sent = addr_tx.send(addr).await.is_ok();
+            }
+            let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+        }
+    });
+}
+
+pub fn customer(sku: &str, i: u32, base: u32) -> Value {
+    json!({
+        "sku": sku,
+        "first_name": "Zoë",
+        "last_name": format!("Ñúñez {i}"),
+        "phone": phone(base, i),
+    })
+}
+
+pub async fn split(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+pub fn error_code(v: &Value) -> &str {
+    v["error"].as_str().unwrap_or("<no error code>")
+}
+
+/// A TCP port that is free right now (bind to 0, read it back, release it).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests of order-api against the real stack (`dev/stack.sh up`):
+//! real PostgreSQL, Redis, RabbitMQ, and real `order-api` processes over HTTP.
+//! One test binary, so the helpers compile once.
+
+mod chaos;
+mod drop;
+mod helpers;
+mod idempotency;
+mod ops;
+mod orders;
+mod private;
+mod products;
+mod validation;
