@@ -3,8 +3,9 @@
 # services (dev/stack.sh installs those). Idempotent and quick when everything
 # is there; needs root (apt-get) only when something is missing.
 #
-# Rust itself comes from the machine's rustup toolchain (rust-toolchain.toml
-# pins the channel and components).
+# Rust itself comes from the machine's rustup toolchain (1.85 or newer, for
+# edition 2024); no toolchain file pins it, because a pinned channel that is
+# not installed would make rustup try to download one.
 set -euo pipefail
 
 PACKAGES=(build-essential pkg-config ca-certificates curl make git python3-venv poppler-utils nodejs npm)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# dev/test.sh: the whole suite on the real local stack (`make test` runs
+# `make stack assets` first). Each step is a suite of its own; a failing step
+# fails the run, and the last line says how many steps passed.
+#
+#   TEST_ONLY="rust-unit order-api"  runs only the named steps.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=/dev/null
+source "${STACK_DIR:-$ROOT/.stack}/env"
+export RUST_BACKTRACE=${RUST_BACKTRACE:-0}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+STEPS=(build rust-unit order-api pdf-generator drop-smoke browser k8s)
+passed=0
+failed=()
+t_start=$SECONDS
+
+run_step() {
+    local name=$1
+    shift
+    if [[ -n ${TEST_ONLY:-} && " $TEST_ONLY " != *" $name "* ]]; then return 0; fi
+    local t0=$SECONDS
+    printf '\n==== %s ====\n' "$name"
+    if "$@"; then
+        passed=$((passed + 1))
+        printf '==== %s: ok (%ss)\n' "$name" $((SECONDS - t0))
+    else
+        failed+=("$name")
+        printf '==== %s: FAILED (%ss)\n' "$name" $((SECONDS - t0))
+    fi
+}
+
+step_build() { cargo build --locked --workspace --all-targets; }
+# Unit tests beside the code (no services needed).
+step_rust_unit() { cargo test --locked --workspace --lib --bins; }
+# order-api against the stack; its chaos tests bring private servers.
+step_order_api() { cargo test --locked -p order-api --test api -- --test-threads=4; }
+# The voucher pipeline end to end. Its chaos tests restart the shared RabbitMQ
+# and S3 server, so its tests run one at a time and after the order-api suite.
+step_pdf_generator() { cargo test --locked -p pdf-generator --test e2e -- --test-threads=1; }
+step_drop_smoke() { bash dev/drop-smoke.sh; }
+step_browser() { bash dev/browser-test.sh; }
+step_k8s() { bash dev/k8s-check.sh; }
+
+for step in "${STEPS[@]}"; do
+    run_step "$step" "step_${step//-/_}"
+    # Nothing else can pass when the build failed.
+    if [[ $step == build && ${#failed[@]} -gt 0 ]]; then break; fi
+done
+
+printf '\nmake test: %ss; failed steps: %s\n' $((SECONDS - t_start)) "${failed[*]:-none}"
+echo "suites: ${passed} passed, ${#failed[@]} failed"
+((${#failed[@]} == 0))
