@@ -8,6 +8,7 @@ mod helpers;
 mod idempotency;
 mod ops;
 mod orders;
+mod outbox;
 mod private;
 mod products;
 mod validation;
