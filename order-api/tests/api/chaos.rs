@@ -117,6 +117,9 @@ async fn redis_stopped_during_a_drop_still_exact() {
     db.drop_now().await;
 }
 
+/// Status, body and Retry-After header of one answer.
+type Answer = (u16, Value, Option<String>);
+
 /// PostgreSQL restarts in the middle of a drop: the API answers 503 with
 /// Retry-After while it is down, recovers by itself, and every 201 a client
 /// saw is in the database. It never oversells.
@@ -131,7 +134,7 @@ async fn postgres_restarted_during_a_drop() {
 
     let next = Arc::new(AtomicU32::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<(u16, Value, Option<String>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Answer>>> = Arc::default();
     let clients: Vec<_> = (0..16)
         .map(|_| {
             let (app, next, stop, seen, sku) = (
