@@ -113,8 +113,12 @@ impl Config {
         }
         let config = Self {
             listen_addr: parsed(env, "LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            database_url: string(env, "DATABASE_URL", "postgres://drop:drop@127.0.0.1:5432/drop")
-                .into(),
+            database_url: string(
+                env,
+                "DATABASE_URL",
+                "postgres://drop:drop@127.0.0.1:5432/drop",
+            )
+            .into(),
             database_pool_size: pool_size,
             redis_url: string(env, "REDIS_URL", "redis://127.0.0.1:6379").into(),
             amqp_url: string(env, "AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/%2f").into(),
@@ -162,7 +166,10 @@ mod tests {
     #[test]
     fn refuses_to_start_without_admin_token_in_prod() {
         let err = Config::from_env(&MapEnv(HashMap::new())).unwrap_err();
-        assert!(format!("{err:#}").contains("ADMIN_TOKEN is not set"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("ADMIN_TOKEN is not set"),
+            "{err:#}"
+        );
     }
 
     #[test]

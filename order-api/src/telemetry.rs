@@ -8,7 +8,9 @@ pub fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     if json {
-        registry.with(fmt::layer().json().with_current_span(true)).init();
+        registry
+            .with(fmt::layer().json().with_current_span(true))
+            .init();
     } else {
         registry.with(fmt::layer()).init();
     }

@@ -64,8 +64,18 @@ mod tests {
 
     #[test]
     fn accepts_any_script() {
-        for name in ["Zoë", "Ñúñez", "张伟", "O'Brien-Smith", "Ἀλέξανδρος", "محمد"] {
-            assert_eq!(PersonName::parse("first_name", name).map(|n| n.0), Ok(name.to_owned()));
+        for name in [
+            "Zoë",
+            "Ñúñez",
+            "张伟",
+            "O'Brien-Smith",
+            "Ἀλέξανδρος",
+            "محمد",
+        ] {
+            assert_eq!(
+                PersonName::parse("first_name", name).map(|n| n.0),
+                Ok(name.to_owned())
+            );
         }
     }
 
@@ -89,6 +99,9 @@ mod tests {
 
     #[test]
     fn trims_surrounding_space() {
-        assert_eq!(PersonName::parse("first_name", "  Ada ").map(|n| n.0), Ok("Ada".into()));
+        assert_eq!(
+            PersonName::parse("first_name", "  Ada ").map(|n| n.0),
+            Ok("Ada".into())
+        );
     }
 }

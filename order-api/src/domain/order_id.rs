@@ -58,7 +58,13 @@ mod tests {
 
     #[test]
     fn parse_refuses_other_shapes() {
-        for bad in ["", "ABCDEF0123456789abcdef0123456789", "123", &"g".repeat(32), &"a".repeat(33)] {
+        for bad in [
+            "",
+            "ABCDEF0123456789abcdef0123456789",
+            "123",
+            &"g".repeat(32),
+            &"a".repeat(33),
+        ] {
             assert!(OrderId::parse(bad).is_none(), "{bad}");
         }
     }

@@ -32,10 +32,7 @@ impl Phone {
             ));
         }
         Ok(Self(
-            number
-                .format()
-                .mode(phonenumber::Mode::E164)
-                .to_string(),
+            number.format().mode(phonenumber::Mode::E164).to_string(),
         ))
     }
 
@@ -60,7 +57,16 @@ mod tests {
 
     #[test]
     fn refuses_non_e164() {
-        for bad in ["", "0401234567", "+", "+0 123", "+358 40", "hello", "+1 555 0100", "+999 123456789"] {
+        for bad in [
+            "",
+            "0401234567",
+            "+",
+            "+0 123",
+            "+358 40",
+            "hello",
+            "+1 555 0100",
+            "+999 123456789",
+        ] {
             assert!(Phone::parse(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -3,12 +3,7 @@
 
 use std::time::Duration;
 
-use axum::{
-    Json,
-    extract::State,
-    http::header,
-    response::IntoResponse,
-};
+use axum::{Json, extract::State, http::header, response::IntoResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 

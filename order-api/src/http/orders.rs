@@ -118,7 +118,11 @@ pub async fn create_order(
     respond(state.reserver.reserve(order, key).await)
 }
 
-async fn replay(state: &AppState, key: &str, fingerprint: &[u8]) -> Result<Option<Outcome>, ApiError> {
+async fn replay(
+    state: &AppState,
+    key: &str,
+    fingerprint: &[u8],
+) -> Result<Option<Outcome>, ApiError> {
     let client = state.pool.get().await?;
     let row = client
         .query_opt(
@@ -198,11 +202,16 @@ async fn load_order(state: &AppState, order_id: &OrderId) -> Result<StoredOrder,
                 view.status = "voucher_ready".to_owned();
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, order = order_id.redacted(), "voucher lookup failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, order = order_id.redacted(), "voucher lookup failed")
+            }
         }
     }
     let voucher_ready = view.status == "voucher_ready";
-    Ok(StoredOrder { view, voucher_ready })
+    Ok(StoredOrder {
+        view,
+        voucher_ready,
+    })
 }
 
 /// Read one order. Knowing its id is the capability: orders are never listed.
@@ -245,7 +254,10 @@ pub async fn get_voucher(
         [
             (header::LOCATION, location),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
         ],
     )
         .into_response())

@@ -68,16 +68,24 @@ pub async fn put_product(
     let sku = Sku::parse(&sku)?;
     let name = ProductName::parse(&body.name)?;
     if !(0..=MAX_STOCK).contains(&body.stock) {
-        return Err(InvalidField::new("stock", format!("must be an integer from 0 to {MAX_STOCK}")).into());
+        return Err(InvalidField::new(
+            "stock",
+            format!("must be an integer from 0 to {MAX_STOCK}"),
+        )
+        .into());
     }
-    let stock = i32::try_from(body.stock).map_err(|_| InvalidField::new("stock", "is too large"))?;
+    let stock =
+        i32::try_from(body.stock).map_err(|_| InvalidField::new("stock", "is too large"))?;
 
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     // The same row lock the reserver takes: a restock and a reservation never
     // interleave, so `reserved` cannot move between the check and the write.
     let existing = tx
-        .query_opt("SELECT reserved FROM products WHERE sku = $1 FOR UPDATE", &[&sku.as_str()])
+        .query_opt(
+            "SELECT reserved FROM products WHERE sku = $1 FOR UPDATE",
+            &[&sku.as_str()],
+        )
         .await?;
     let created = existing.is_none();
     let reserved: i32 = existing.map_or(0, |row| row.get(0));
@@ -96,10 +104,20 @@ pub async fn put_product(
     metrics::gauge!("stock_remaining", "sku" => sku.to_string()).set(f64::from(stock - reserved));
     state
         .flag
-        .publish(&sku, ProductFlag { name: name.as_str().to_owned(), available })
+        .publish(
+            &sku,
+            ProductFlag {
+                name: name.as_str().to_owned(),
+                available,
+            },
+        )
         .await;
     tracing::info!(sku = %sku, stock, reserved, created, "product stock set");
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((
         status,
         Json(ProductAdmin {
@@ -127,7 +145,9 @@ pub async fn get_product(
     let sku = Sku::parse(&sku).map_err(|_| ApiError::UnknownSku)?;
     let flag = match state.flag.read_redis(&sku).await {
         Ok(Some(flag)) => flag,
-        Ok(None) | Err(_) => product_from_db(&state, &sku).await?.ok_or(ApiError::UnknownSku)?,
+        Ok(None) | Err(_) => product_from_db(&state, &sku)
+            .await?
+            .ok_or(ApiError::UnknownSku)?,
     };
     Ok(Json(Product {
         sku: sku.to_string(),
