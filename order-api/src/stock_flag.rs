@@ -15,7 +15,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -58,6 +61,10 @@ pub struct StockFlag {
     // insert and never await, so a blocking lock is cheaper and cannot be held
     // across a suspension point.
     local: RwLock<HashMap<String, ProductFlag>>,
+    /// Bumped on every change of the in-process map, whether it came from a
+    /// commit on this replica or an announcement from another one. The
+    /// reconciler compares it around its snapshot to detect a race.
+    changes: AtomicU64,
     redis: Client,
     subscriber: SubscriberClient,
     broker: Arc<Broker>,
@@ -86,6 +93,7 @@ impl StockFlag {
         let subscriber = builder.build_subscriber_client()?;
         Ok(Self {
             local: RwLock::new(HashMap::new()),
+            changes: AtomicU64::new(0),
             redis,
             subscriber,
             broker,
@@ -162,6 +170,9 @@ impl StockFlag {
     pub fn set_local(&self, sku: &str, flag: ProductFlag) -> bool {
         let mut map = self.local.write().unwrap_or_else(|p| p.into_inner());
         let changed = map.get(sku) != Some(&flag);
+        if changed {
+            self.changes.fetch_add(1, Ordering::SeqCst);
+        }
         map.insert(sku.to_owned(), flag);
         changed
     }
@@ -233,7 +244,15 @@ impl StockFlag {
     }
 
     /// Rebuilds every copy of the flag from PostgreSQL.
+    ///
+    /// A snapshot can be overtaken: a restock may commit (and announce
+    /// "available") between the SELECT and the writes below. Writing the
+    /// older "sold out" over it would refuse sales until the next pass, so a
+    /// pass that saw any change during its snapshot leaves "sold out"
+    /// corrections to the next pass. Corrections towards "available" are
+    /// always safe: a stale "available" costs one database round trip.
     pub async fn reconcile(&self, pool: &Pool) -> anyhow::Result<()> {
+        let before = self.changes.load(Ordering::SeqCst);
         let client = pool.get().await?;
         let rows = client
             .query("SELECT sku, name, stock - reserved FROM products", &[])
@@ -251,6 +270,10 @@ impl StockFlag {
             // write while it was down: rewrite it whenever it disagrees.
             let in_redis = self.read_redis(&sku).await.ok().flatten();
             if in_redis.as_ref() != Some(&flag) || self.local(&sku).as_ref() != Some(&flag) {
+                if !flag.available && self.changes.load(Ordering::SeqCst) != before {
+                    tracing::debug!(sku = %sku, "flag changed during reconcile; sold-out correction deferred");
+                    continue;
+                }
                 self.publish(&sku, flag).await;
             }
         }
