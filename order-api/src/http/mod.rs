@@ -22,6 +22,7 @@ mod metrics;
 pub mod openapi;
 mod ops;
 mod orders;
+mod page;
 mod products;
 
 /// Everything a handler may use. Cheap to clone: one `Arc`.
@@ -65,7 +66,10 @@ impl AppState {
 /// The whole application as a `Router`, so tests can drive it directly.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/v1/products/{sku}", put(products::put_product).get(products::get_product))
+        .route(
+            "/v1/products/{sku}",
+            put(products::put_product).get(products::get_product),
+        )
         .route("/v1/orders", post(orders::create_order))
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/voucher", get(orders::get_voucher))
@@ -74,6 +78,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::serve))
+        .route("/", get(page::index))
+        .route("/assets/{*path}", get(page::asset))
         .route_layer(middleware::from_fn(metrics::track))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -1,0 +1,416 @@
+// The drop page: product and availability, the reservation form, live stock
+// over Web-STOMP (`stock.<sku>`), and the voucher link pushed on
+// `voucher.<order_id>`. Bundled with @stomp/stompjs by esbuild (build.mjs).
+import { Client } from '@stomp/stompjs';
+
+/** The product shown when the URL has no `?sku=`. */
+export const DEFAULT_SKU = 'SNEAKER-42';
+
+const SKU_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const ORDER_RE = /^[0-9a-f]{32}$/;
+const FIELDS = { first_name: 'First name', last_name: 'Last name', phone: 'Phone number' };
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  sku: DEFAULT_SKU,
+  available: null,
+  orderId: null,
+  voucherReady: false,
+  client: null,
+  voucherSub: null,
+  receipts: 0,
+};
+
+// ------------------------------------------------------------------ HTTP
+
+async function api(method, path, body) {
+  const init = { method, headers: { accept: 'application/json' }, cache: 'no-store' };
+  if (body !== undefined) {
+    init.headers['content-type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  let json = null;
+  try {
+    json = await res.json();
+  } catch {
+    json = null;
+  }
+  return { status: res.status, body: json };
+}
+
+// ------------------------------------------------------------------ view
+
+function showMessage(text, kind = 'error', focus = false) {
+  const box = $('message');
+  box.textContent = text;
+  box.dataset.kind = kind;
+  box.hidden = false;
+  if (focus) box.focus();
+}
+
+function clearMessage() {
+  const box = $('message');
+  box.hidden = true;
+  box.textContent = '';
+  delete box.dataset.kind;
+}
+
+function setFieldError(field, text) {
+  const input = $(field);
+  const err = $(`${field}-error`);
+  if (!input || !err) return;
+  if (text) {
+    input.setAttribute('aria-invalid', 'true');
+    err.textContent = text;
+    err.hidden = false;
+  } else {
+    input.removeAttribute('aria-invalid');
+    err.textContent = '';
+    err.hidden = true;
+  }
+}
+
+function clearFieldErrors() {
+  for (const f of Object.keys(FIELDS)) setFieldError(f, '');
+}
+
+function setAvailable(available) {
+  state.available = available;
+  const el = $('availability');
+  el.dataset.state = available ? 'available' : 'sold_out';
+  el.textContent = available ? 'In stock – reserve yours now' : 'Sold out';
+  renderSections();
+}
+
+function renderSections() {
+  const ordered = state.orderId !== null;
+  $('order').hidden = !ordered;
+  $('reserve').hidden = ordered || state.available !== true;
+}
+
+function setLive(connected) {
+  const el = $('live');
+  el.dataset.state = connected ? 'connected' : 'disconnected';
+  el.textContent = connected ? 'Live updates on' : 'Reconnecting to live updates…';
+}
+
+function showOrder(orderId) {
+  state.orderId = orderId;
+  $('order-id').textContent = orderId;
+  renderSections();
+}
+
+function showVoucher() {
+  if (state.voucherReady) return;
+  state.voucherReady = true;
+  const link = $('voucher-link');
+  // Our own endpoint: it redirects to a fresh presigned URL every time, so the
+  // link keeps working after the one in the message has expired.
+  link.href = `/v1/orders/${state.orderId}/voucher`;
+  link.setAttribute('download', `voucher-${state.orderId}.pdf`);
+  $('voucher').hidden = false;
+  $('order-status').textContent = 'Your voucher is ready.';
+  if (state.voucherSub) {
+    try {
+      state.voucherSub.unsubscribe();
+    } catch {
+      // The connection is already gone; nothing to undo.
+    }
+    state.voucherSub = null;
+  }
+}
+
+// ------------------------------------------------------------------ product and order
+
+async function loadProduct() {
+  let res;
+  try {
+    res = await api('GET', `/v1/products/${encodeURIComponent(state.sku)}`);
+  } catch {
+    $('availability').dataset.state = 'error';
+    $('availability').textContent = 'Could not reach the shop. Reload the page to try again.';
+    return false;
+  }
+  if (res.status === 200 && res.body) {
+    $('product-name').textContent = res.body.name;
+    document.title = `${res.body.name} – Drop`;
+    setAvailable(Boolean(res.body.available));
+    return true;
+  }
+  $('availability').dataset.state = 'error';
+  if (res.status === 404) {
+    $('product-name').textContent = 'Product not found';
+    $('availability').textContent = `There is no product with the code ${state.sku}.`;
+  } else {
+    $('product-name').textContent = 'Product unavailable';
+    $('availability').textContent = 'The shop is busy right now. Reload the page to try again.';
+  }
+  return false;
+}
+
+function storageKey() {
+  return `drop.order.${state.sku}`;
+}
+
+function rememberOrder(orderId) {
+  try {
+    sessionStorage.setItem(storageKey(), orderId);
+  } catch {
+    // Storage may be disabled; the page still works until it is closed.
+  }
+}
+
+function forgetOrder() {
+  try {
+    sessionStorage.removeItem(storageKey());
+  } catch {
+    // See rememberOrder.
+  }
+}
+
+function storedOrder() {
+  try {
+    const id = sessionStorage.getItem(storageKey());
+    return id && ORDER_RE.test(id) ? id : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Asks once whether the voucher is there already (a push may have been missed). */
+async function checkOrder() {
+  const orderId = state.orderId;
+  if (!orderId || state.voucherReady) return;
+  let res;
+  try {
+    res = await api('GET', `/v1/orders/${orderId}`);
+  } catch {
+    return; // The next (re)connect asks again.
+  }
+  if (orderId !== state.orderId) return;
+  if (res.status === 200 && res.body && res.body.status === 'voucher_ready') {
+    showVoucher();
+  } else if (res.status === 404) {
+    // A remembered order this shop does not know (e.g. a reset): start over.
+    forgetOrder();
+    state.orderId = null;
+    renderSections();
+  }
+}
+
+// ------------------------------------------------------------------ STOMP
+
+function withReceipt(subscribeFn, onReceipt) {
+  const client = state.client;
+  state.receipts += 1;
+  const receipt = `r-${state.receipts}`;
+  client.watchForReceipt(receipt, onReceipt);
+  return subscribeFn({ receipt });
+}
+
+/** Subscribes to this order's voucher key, then asks the API once. */
+function watchVoucher() {
+  const client = state.client;
+  if (!client || !client.connected || !state.orderId || state.voucherReady) return;
+  const orderId = state.orderId;
+  state.voucherSub = withReceipt(
+    (headers) =>
+      client.subscribe(
+        `/exchange/amq.topic/voucher.${orderId}`,
+        (msg) => {
+          let body;
+          try {
+            body = JSON.parse(msg.body);
+          } catch {
+            return;
+          }
+          if (body && body.order_id === state.orderId && body.status === 'voucher_ready') {
+            showVoucher();
+          }
+        },
+        headers,
+      ),
+    // Subscribed: anything published from now on reaches us. What was
+    // published before (while disconnected, or before the 201 arrived) is
+    // found by asking the API once.
+    () => checkOrder(),
+  );
+}
+
+function watchStock() {
+  const client = state.client;
+  withReceipt(
+    (headers) =>
+      client.subscribe(
+        `/exchange/amq.topic/stock.${state.sku}`,
+        (msg) => {
+          let body;
+          try {
+            body = JSON.parse(msg.body);
+          } catch {
+            return;
+          }
+          if (body && body.sku === state.sku && typeof body.available === 'boolean') {
+            setAvailable(body.available);
+          }
+        },
+        headers,
+      ),
+    // A flip may have been missed while disconnected: read the flag once.
+    async () => {
+      await loadProduct();
+      setLive(true);
+    },
+  );
+}
+
+function connect(config) {
+  const client = new Client({
+    brokerURL: config.stomp_url,
+    connectHeaders: {
+      login: config.stomp_login,
+      passcode: config.stomp_passcode,
+      host: config.stomp_vhost,
+    },
+    reconnectDelay: 1000,
+    heartbeatIncoming: 10000,
+    heartbeatOutgoing: 10000,
+    onConnect: () => {
+      state.voucherSub = null;
+      watchStock();
+      watchVoucher();
+    },
+    onWebSocketClose: () => setLive(false),
+    onStompError: () => setLive(false),
+  });
+  state.client = client;
+  client.activate();
+}
+
+// ------------------------------------------------------------------ form
+
+async function onSubmit(event) {
+  event.preventDefault();
+  clearMessage();
+  clearFieldErrors();
+  const form = $('reserve-form');
+  const values = {};
+  let firstInvalid = null;
+  for (const [field, label] of Object.entries(FIELDS)) {
+    values[field] = form.elements[field].value.trim();
+    if (!values[field]) {
+      setFieldError(field, `${label} is required.`);
+      firstInvalid = firstInvalid || field;
+    }
+  }
+  if (firstInvalid) {
+    showMessage(`Please fill in: ${FIELDS[firstInvalid]}.`);
+    $(firstInvalid).focus();
+    return;
+  }
+
+  const button = $('submit');
+  button.disabled = true;
+  button.textContent = 'Reserving…';
+  $('app').setAttribute('aria-busy', 'true');
+  let res;
+  try {
+    res = await api('POST', '/v1/orders', { sku: state.sku, ...values });
+  } catch {
+    res = null;
+  } finally {
+    button.disabled = false;
+    button.textContent = 'Reserve';
+    $('app').setAttribute('aria-busy', 'false');
+  }
+  handleOrderResponse(res);
+}
+
+function handleOrderResponse(res) {
+  if (res === null) {
+    showMessage('Could not reach the shop. Check your connection and try again.', 'error', true);
+    return;
+  }
+  const code = res.body && res.body.error;
+  if (res.status === 201 && res.body && ORDER_RE.test(res.body.order_id)) {
+    rememberOrder(res.body.order_id);
+    showOrder(res.body.order_id);
+    $('reserve-form').reset();
+    $('order').focus();
+    watchVoucher();
+    return;
+  }
+  if (res.status === 409 && code === 'sold_out') {
+    setAvailable(false);
+    showMessage('Sorry, this product is sold out: the last unit has just been reserved.', 'error', true);
+    return;
+  }
+  if (res.status === 409 && code === 'already_reserved') {
+    setFieldError('phone', 'This phone number already holds a reservation for this product.');
+    showMessage(
+      'Already reserved: this phone number already holds a reservation for this product. Each person may reserve one.',
+      'error',
+      true,
+    );
+    return;
+  }
+  if (res.status === 422 && code === 'invalid_field' && res.body.field in FIELDS) {
+    const field = res.body.field;
+    const label = FIELDS[field];
+    const reason = String(res.body.message || 'is not valid').replace(new RegExp(`^${field}:\\s*`), '');
+    setFieldError(field, `${label} ${reason}.`);
+    showMessage(`Please check the field “${label}”: it ${reason}.`);
+    $(field).focus();
+    return;
+  }
+  if (res.status === 404 && code === 'unknown_sku') {
+    showMessage(`There is no product with the code ${state.sku}.`, 'error', true);
+    return;
+  }
+  if (res.status === 503) {
+    showMessage('The shop is busy right now. Please try again in a moment.', 'error', true);
+    return;
+  }
+  const detail = res.body && res.body.message ? `: ${res.body.message}` : '';
+  showMessage(`The reservation was refused${detail}.`, 'error', true);
+}
+
+// ------------------------------------------------------------------ start
+
+async function main() {
+  const requested = new URLSearchParams(window.location.search).get('sku');
+  $('reserve-form').addEventListener('submit', onSubmit);
+  if (requested !== null && !SKU_RE.test(requested)) {
+    $('product-name').textContent = 'Product not found';
+    $('availability').dataset.state = 'error';
+    $('availability').textContent = 'The product code in the address is not valid.';
+    $('app').setAttribute('aria-busy', 'false');
+    return;
+  }
+  state.sku = requested || DEFAULT_SKU;
+  $('product-sku').textContent = state.sku;
+
+  const remembered = storedOrder();
+  if (remembered) showOrder(remembered);
+  const found = await loadProduct();
+  $('app').setAttribute('aria-busy', 'false');
+  if (!found && !remembered) return;
+
+  let config;
+  try {
+    const res = await api('GET', '/v1/client-config');
+    if (res.status !== 200 || !res.body) throw new Error(`client-config: HTTP ${res.status}`);
+    config = res.body;
+  } catch {
+    $('live').dataset.state = 'disconnected';
+    $('live').textContent = 'Live updates are unavailable. Reload the page to try again.';
+    return;
+  }
+  setLive(false);
+  $('live').textContent = 'Connecting to live updates…';
+  connect(config);
+}
+
+main();
