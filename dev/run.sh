@@ -54,13 +54,13 @@ banner() {
     local url=http://$LISTEN_ADDR
     cat >&2 <<MSG
 
-  order-api      $url            (page: $url/?sku=demo-tee, API docs: $url/openapi.json)
+  order-api      $url            (page: $url/, API docs: $url/openapi.json)
   pdf-generator  http://${METRICS_ADDR:-127.0.0.1:9090}/metrics
   ADMIN_TOKEN    $ADMIN_TOKEN $token_note
 
   Create the demo product:
-    curl -X PUT $url/v1/products/demo-tee -H "Authorization: Bearer $ADMIN_TOKEN" \\
-         -H 'content-type: application/json' -d '{"name": "Demo tee", "stock": 100}'
+    curl -X PUT $url/v1/products/SNEAKER-42 -H "Authorization: Bearer $ADMIN_TOKEN" \\
+         -H 'content-type: application/json' -d '{"name": "Sneaker 42", "stock": 100}'
 
 MSG
 }
