@@ -46,6 +46,9 @@ test: stack assets
 bench: stack assets
 	bash dev/bench.sh
 
+k8s-check:
+	bash dev/k8s-check.sh
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -33,9 +33,9 @@ mkdir -p "$TOOLS" "$BIN"
 stamp="$VENV/.k8s-check-$(printf '%s ' "${PY_PKGS[@]}" | sha256sum | cut -c1-12)"
 if [[ ! -f "$stamp" ]]; then
   log "creating python venv in $VENV"
-  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     command -v apt-get >/dev/null || die "python3 venv module missing and no apt-get"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
   fi
   rm -rf "$VENV"
   python3 -m venv "$VENV"
@@ -72,3 +72,40 @@ HELM="$BIN/helm"
 KUBECTL="$BIN/kubectl"
 # helm must not read or write the user's config while linting offline.
 export HELM_CACHE_HOME="$TOOLS/helm/cache" HELM_CONFIG_HOME="$TOOLS/helm/config" HELM_DATA_HOME="$TOOLS/helm/data"
+
+# --- render --------------------------------------------------------------------
+rm -rf "$OUT"; mkdir -p "$OUT"
+cd "$ROOT"
+
+log "helm lint --strict charts/drop (default and prod values)"
+"$HELM" lint --strict charts/drop
+"$HELM" lint --strict charts/drop -f charts/drop/ci/prod-values.yaml
+log "helm template"
+"$HELM" template drop charts/drop --namespace drop >"$OUT/helm-default.yaml"
+"$HELM" template drop charts/drop --namespace drop -f charts/drop/ci/prod-values.yaml >"$OUT/helm-prod.yaml"
+
+log "kubectl kustomize of every overlay"
+for overlay in k8s/overlays/*/; do
+  overlay="${overlay%/}"
+  "$KUBECTL" kustomize "$overlay" >"$OUT/kustomize-$(basename "$overlay").yaml"
+done
+# The optional PostgreSQL backup component, on top of prod (a throw-away
+# overlay in the output directory; kustomize wants relative paths).
+mkdir -p "$OUT/prod-pg-backup"
+rel="$("$PY" -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$ROOT/k8s" "$OUT/prod-pg-backup")"
+cat >"$OUT/prod-pg-backup/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [$rel/overlays/prod]
+components: [$rel/components/pg-backup]
+EOF
+"$KUBECTL" kustomize "$OUT/prod-pg-backup" >"$OUT/kustomize-prod-pg-backup.yaml"
+rm -rf "$OUT/prod-pg-backup"
+for f in "$OUT"/*.yaml; do
+  printf '    %-36s %3d objects\n' "$(basename "$f")" "$(grep -c '^kind:' "$f")"
+done
+
+# --- strict schema validation + HA invariants (pytest) ---------------------------
+log "pytest dev/k8s_tests (schemas: $K8S_SCHEMAS_DIR)"
+export K8S_RENDERED_DIR="$OUT"
+"$PY" -m pytest -q -p no:cacheprovider --color=no --rootdir "$ROOT/dev/k8s_tests" "$ROOT/dev/k8s_tests"
