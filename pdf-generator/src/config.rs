@@ -85,6 +85,9 @@ pub struct Config {
     pub voucher_url_ttl: Duration,
     pub prefetch: u16,
     pub max_attempts: u32,
+    /// The exchange order-api publishes accepted orders to (`orders`); tests
+    /// and side-by-side environments on one broker use their own.
+    pub orders_exchange: String,
     pub orders_queue: String,
     pub events_queue: String,
     pub shutdown_timeout: Duration,
@@ -143,6 +146,7 @@ impl Config {
             voucher_url_ttl: Duration::from_secs(env.parsed("VOUCHER_URL_TTL_SECS", 900)?),
             prefetch,
             max_attempts,
+            orders_exchange: env.string("ORDERS_EXCHANGE", "orders")?,
             orders_queue: env.string("ORDERS_QUEUE", "pdf-generator.orders")?,
             events_queue: env.string("EVENTS_QUEUE", "pdf-generator.s3-events")?,
             shutdown_timeout: Duration::from_secs(env.parsed("SHUTDOWN_TIMEOUT_SECS", 20)?),
@@ -212,6 +216,7 @@ mod tests {
         assert_eq!(c.voucher_url_ttl, Duration::from_secs(900));
         assert_eq!(c.prefetch, 32);
         assert_eq!(c.max_attempts, 8);
+        assert_eq!(c.orders_exchange, "orders");
         assert_eq!(c.orders_queue, "pdf-generator.orders");
         assert_eq!(c.events_queue, "pdf-generator.s3-events");
     }

@@ -12,11 +12,15 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
@@ -25,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 use crate::retry::Backoff;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to tell the broker about one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +91,22 @@ pub async fn run<H: Handler>(
     let mut failures = 0u32;
     let mut connected_before = false;
     while !shutdown.is_cancelled() {
-        let result = connect_and_consume(&handler, &settings, &ready, &shutdown, &mut connected_before).await;
+        let mut consumed = false;
+        let result = connect_and_consume(
+            &handler,
+            &settings,
+            &ready,
+            &shutdown,
+            &mut connected_before,
+            &mut consumed,
+        )
+        .await;
         ready.store(false, Ordering::SeqCst);
+        if consumed {
+            // The broker was back and working: the next outage starts its
+            // backoff from the beginning again.
+            failures = 0;
+        }
         match result {
             Ok(()) => return,
             Err(err) => {
@@ -110,10 +130,19 @@ async fn connect_and_consume<H: Handler>(
     ready: &AtomicBool,
     shutdown: &CancellationToken,
     connected_before: &mut bool,
+    consumed: &mut bool,
 ) -> anyhow::Result<()> {
     let role = handler.role();
-    let props = ConnectionProperties::default().with_connection_name(format!("pdf-generator-{role}").into());
-    let connection = Connection::connect(settings.amqp_url.expose_secret(), props).await?;
+    let props = ConnectionProperties::default()
+        .with_connection_name(format!("pdf-generator-{role}").into());
+    // A broker that accepts TCP but never finishes the handshake (starting
+    // up, overloaded) must not stall us forever.
+    let connection = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(settings.amqp_url.expose_secret(), props),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("AMQP handshake timed out after {CONNECT_TIMEOUT:?}"))??;
     if *connected_before {
         ::metrics::counter!(metrics::RECONNECTS, "role" => role).increment(1);
     }
@@ -138,7 +167,13 @@ async fn connect_and_consume<H: Handler>(
         .await?;
     let tag = consumer.tag();
     ready.store(true, Ordering::SeqCst);
-    tracing::info!(role, queue = handler.queue(), prefetch = settings.prefetch, "consuming");
+    *consumed = true;
+    tracing::info!(
+        role,
+        queue = handler.queue(),
+        prefetch = settings.prefetch,
+        "consuming"
+    );
 
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let lost: Option<anyhow::Error> = loop {
@@ -146,8 +181,9 @@ async fn connect_and_consume<H: Handler>(
             () = shutdown.cancelled() => break None,
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Err(e) = joined {
-                    // A panicking handler never acked; the delivery comes back
-                    // when the channel closes, and the delivery limit stops a loop.
+                    // Only if settling itself panicked or the task was
+                    // aborted: the delivery comes back when the channel closes,
+                    // and the queue's delivery limit stops a loop.
                     tracing::error!(role, error = %e, "handler task failed");
                 }
             }
@@ -158,8 +194,20 @@ async fn connect_and_consume<H: Handler>(
                     let session = session.clone();
                     let shutdown = shutdown.clone();
                     in_flight.spawn(async move {
-                        let outcome = handler.handle(&delivery, &session, &shutdown).await;
+                        let started = Instant::now();
+                        // A panic is a bug that would most likely repeat on
+                        // redelivery: keep the message for people to inspect
+                        // instead of holding its prefetch slot until reconnect.
+                        let outcome = AssertUnwindSafe(handler.handle(&delivery, &session, &shutdown))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| {
+                                tracing::error!(role, "handler panicked; dead-lettering the delivery");
+                                Outcome::DeadLetter("handler_panicked")
+                            });
                         settle(role, &delivery, outcome).await;
+                        ::metrics::histogram!(metrics::HANDLE_SECONDS, "role" => role)
+                            .record(started.elapsed().as_secs_f64());
                     });
                 }
                 Some(Err(e)) => break Some(e.into()),
@@ -180,8 +228,15 @@ async fn connect_and_consume<H: Handler>(
     // Shutdown: stop new deliveries first, then let in-flight ones finish and
     // ack. Deliveries the broker had already pushed but we had not started are
     // requeued by the broker when the channel closes.
-    tracing::info!(role, in_flight = in_flight.len(), "shutting down: cancelling consumer, draining");
-    if let Err(e) = channel.basic_cancel(tag, BasicCancelOptions::default()).await {
+    tracing::info!(
+        role,
+        in_flight = in_flight.len(),
+        "shutting down: cancelling consumer, draining"
+    );
+    if let Err(e) = channel
+        .basic_cancel(tag, BasicCancelOptions::default())
+        .await
+    {
         tracing::warn!(role, error = %e, "basic.cancel failed");
     }
     let drained = tokio::time::timeout(settings.drain_timeout, async {
@@ -189,7 +244,11 @@ async fn connect_and_consume<H: Handler>(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(role, left = in_flight.len(), "drain timeout; unfinished deliveries go back to the queue");
+        tracing::warn!(
+            role,
+            left = in_flight.len(),
+            "drain timeout; unfinished deliveries go back to the queue"
+        );
         in_flight.abort_all();
     }
     let _ = channel.close(200, "shutdown".into()).await;
@@ -209,15 +268,22 @@ async fn settle(role: &'static str, delivery: &Delivery, outcome: Outcome) {
         Outcome::Requeue => delivery.nack(nack(true)).await,
     };
     match (result, outcome) {
-        (Ok(()), Outcome::Ack) => {
+        (Ok(true), Outcome::Ack) => {
             ::metrics::counter!(metrics::ACKED, "role" => role).increment(1);
         }
-        (Ok(()), Outcome::DeadLetter(reason)) => {
+        (Ok(true), Outcome::DeadLetter(reason)) => {
             ::metrics::counter!(metrics::DEAD_LETTERED, "role" => role, "reason" => reason)
                 .increment(1);
         }
-        (Ok(()), Outcome::Requeue) => {
+        (Ok(true), Outcome::Requeue) => {
             ::metrics::counter!(metrics::REQUEUED, "role" => role).increment(1);
+        }
+        (Ok(false), _) => {
+            tracing::warn!(
+                role,
+                ?outcome,
+                "delivery already settled or its channel is gone; the broker redelivers it if needed"
+            );
         }
         (Err(e), _) => {
             // The channel is gone; the broker redelivers this message.

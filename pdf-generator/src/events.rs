@@ -68,7 +68,8 @@ pub struct MalformedEvent(String);
 /// Parses one notification message. An empty `Records` list is valid (there
 /// is simply nothing to do); a message without one is malformed.
 pub fn parse(body: &[u8]) -> Result<Vec<Record>, MalformedEvent> {
-    let n: Notification = serde_json::from_slice(body).map_err(|e| MalformedEvent(e.to_string()))?;
+    let n: Notification =
+        serde_json::from_slice(body).map_err(|e| MalformedEvent(e.to_string()))?;
     n.records
         .into_iter()
         .map(|r| {
@@ -140,7 +141,10 @@ mod tests {
         assert_eq!(r.event_name, "ObjectCreated:Put");
         assert!(r.is_object_created());
         assert_eq!(r.bucket, "vouchers");
-        assert_eq!(r.voucher_order_id().map(|id| id.to_string()), Some(ID.to_owned()));
+        assert_eq!(
+            r.voucher_order_id().map(|id| id.to_string()),
+            Some(ID.to_owned())
+        );
     }
 
     #[test]
@@ -151,17 +155,24 @@ mod tests {
         assert_eq!(r.event_name, "ObjectCreated:Put");
         assert!(r.is_object_created());
         assert_eq!(r.bucket, "vouchers");
-        assert_eq!(r.voucher_order_id().map(|id| id.to_string()), Some(ID.to_owned()));
+        assert_eq!(
+            r.voucher_order_id().map(|id| id.to_string()),
+            Some(ID.to_owned())
+        );
     }
 
     #[test]
     fn keys_are_url_decoded() {
-        let records = parse(minio("monthly+report%20%C3%A9t%C3%A9.pdf").as_bytes()).expect("parses");
+        let records =
+            parse(minio("monthly+report%20%C3%A9t%C3%A9.pdf").as_bytes()).expect("parses");
         assert_eq!(records[0].key, "monthly report été.pdf");
         assert_eq!(records[0].voucher_order_id(), None);
         // An encoded voucher key (a client that encodes every dot) still matches.
         let records = parse(minio(&format!("{ID}%2Epdf")).as_bytes()).expect("parses");
-        assert_eq!(records[0].voucher_order_id().map(|id| id.to_string()), Some(ID.to_owned()));
+        assert_eq!(
+            records[0].voucher_order_id().map(|id| id.to_string()),
+            Some(ID.to_owned())
+        );
     }
 
     #[test]
@@ -183,7 +194,10 @@ mod tests {
         let body = rgw(&format!("{ID}.pdf")).replace("ObjectCreated:Put", "ObjectRemoved:Delete");
         let records = parse(body.as_bytes()).expect("parses");
         assert!(!records[0].is_object_created());
-        let body = minio(&format!("{ID}.pdf")).replace("s3:ObjectCreated:Put", "s3:ObjectCreated:CompleteMultipartUpload");
+        let body = minio(&format!("{ID}.pdf")).replace(
+            "s3:ObjectCreated:Put",
+            "s3:ObjectCreated:CompleteMultipartUpload",
+        );
         let records = parse(body.as_bytes()).expect("parses");
         assert!(records[0].is_object_created());
     }

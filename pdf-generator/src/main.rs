@@ -74,6 +74,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let renderer = worker::Renderer {
             store: store.clone(),
             fonts: Arc::new(fonts),
+            exchange: config.orders_exchange.clone(),
             queue: config.orders_queue.clone(),
             max_attempts: config.max_attempts,
             render_slots: Arc::new(Semaphore::new(cores)),

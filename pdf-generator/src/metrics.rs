@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Deliveries taken from a queue, by `role` (`render` or `notify`).
 pub const CONSUMED: &str = "messages_consumed_total";
+/// From taking a delivery to settling it (ack, dead-letter or requeue), by `role`:
+/// the consume latency.
+pub const HANDLE_SECONDS: &str = "message_handle_duration_seconds";
 /// Deliveries acked, by `role`.
 pub const ACKED: &str = "messages_acked_total";
 /// Deliveries rejected without requeue (so they go to `orders.dlx`), by `role` and `reason`.
@@ -26,6 +29,8 @@ pub const RENDER_SECONDS: &str = "render_duration_seconds";
 pub const UPLOAD_SECONDS: &str = "upload_duration_seconds";
 /// Vouchers uploaded (after retries).
 pub const UPLOADED: &str = "vouchers_uploaded_total";
+/// One voucher_ready publish until its broker confirm, by `outcome`.
+pub const PUBLISH_SECONDS: &str = "notifier_publish_duration_seconds";
 /// voucher_ready messages confirmed by the broker.
 pub const PUBLISHED: &str = "notifier_published_total";
 /// From the order's commit (`order-created-at`) to its voucher_ready publish.
@@ -43,8 +48,21 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets(BUCKETS)?
         .install_recorder()?;
     describe_counter!(CONSUMED, "Deliveries taken from a queue");
+    describe_histogram!(
+        HANDLE_SECONDS,
+        Unit::Seconds,
+        "From taking a delivery to settling it"
+    );
+    describe_histogram!(
+        PUBLISH_SECONDS,
+        Unit::Seconds,
+        "One voucher_ready publish until its broker confirm"
+    );
     describe_counter!(ACKED, "Deliveries acknowledged after their work succeeded");
-    describe_counter!(DEAD_LETTERED, "Deliveries rejected to the dead-letter exchange");
+    describe_counter!(
+        DEAD_LETTERED,
+        "Deliveries rejected to the dead-letter exchange"
+    );
     describe_counter!(REQUEUED, "Deliveries handed back to the broker");
     describe_counter!(RETRIES, "Retries after a transient failure");
     describe_histogram!(RENDER_SECONDS, Unit::Seconds, "Time to render one voucher");

@@ -7,7 +7,7 @@
 //! that publish, so a crash in between means a duplicate message, never a
 //! missing one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lapin::message::Delivery;
@@ -44,7 +44,13 @@ enum PublishError {
     Broker(#[from] lapin::Error),
     #[error("broker nacked the publish")]
     Nacked,
+    #[error("no publisher confirm within {0:?}")]
+    Unconfirmed(Duration),
 }
+
+/// A confirm normally takes milliseconds; a broker that sits on one is as
+/// good as down, and the retry budget handles it like any other failure.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Handler for Notifier {
     /// A channel in confirm mode, shared by all handlers on this connection.
@@ -132,7 +138,13 @@ impl Notifier {
         )
         .await
         .map_err(|e| {
-            store_failure(order_id, "head", e, "head_rejected", "head_retries_exhausted")
+            store_failure(
+                order_id,
+                "head",
+                e,
+                "head_rejected",
+                "head_retries_exhausted",
+            )
         })?;
         let Some(head) = head else {
             tracing::warn!(%order_id, "event for a voucher that does not exist (any more); skipping");
@@ -202,23 +214,42 @@ async fn publish(
     order_id: &OrderId,
     body: &[u8],
 ) -> Result<(), PublishError> {
-    let confirm = channel
-        .basic_publish(
-            topology::VOUCHER_EXCHANGE.into(),
-            routing_key.into(),
-            // Not mandatory: nobody listening (the customer closed the page)
-            // is normal; they can still fetch the voucher from order-api.
-            BasicPublishOptions::default(),
-            body,
-            BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_message_id(order_id.as_str().into())
-                // Persistent, so a durable subscriber queue keeps it across a
-                // broker restart.
-                .with_delivery_mode(2),
-        )
-        .await?
-        .await?;
+    let started = Instant::now();
+    let result = publish_confirmed(channel, routing_key, order_id, body).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ::metrics::histogram!(metrics::PUBLISH_SECONDS, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn publish_confirmed(
+    channel: &Channel,
+    routing_key: &str,
+    order_id: &OrderId,
+    body: &[u8],
+) -> Result<(), PublishError> {
+    let publish = async {
+        channel
+            .basic_publish(
+                topology::VOUCHER_EXCHANGE.into(),
+                routing_key.into(),
+                // Not mandatory: nobody listening (the customer closed the page)
+                // is normal; they can still fetch the voucher from order-api.
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_message_id(order_id.as_str().into())
+                    // Persistent, so a durable subscriber queue keeps it across a
+                    // broker restart.
+                    .with_delivery_mode(2),
+            )
+            .await?
+            .await
+    };
+    let confirm = tokio::time::timeout(CONFIRM_TIMEOUT, publish)
+        .await
+        .map_err(|_| PublishError::Unconfirmed(CONFIRM_TIMEOUT))??;
     if confirm.is_ack() {
         Ok(())
     } else {

@@ -53,6 +53,7 @@ impl Backoff {
     }
 
     /// The smallest total wait before `attempts` attempts are used up.
+    #[cfg(test)]
     pub fn min_budget(&self, attempts: u32) -> Duration {
         (0..attempts.saturating_sub(1))
             .map(|r| self.nominal(r).mul_f64(1.0 - self.jitter))
@@ -157,11 +158,24 @@ mod tests {
     #[tokio::test]
     async fn retries_transient_errors_until_success() {
         let mut calls = 0;
-        let out = retry("test", fast(), 5, &CancellationToken::new(), |_: &String| true, || {
-            calls += 1;
-            let n = calls;
-            async move { if n < 3 { Err(format!("fail {n}")) } else { Ok(n) } }
-        })
+        let out = retry(
+            "test",
+            fast(),
+            5,
+            &CancellationToken::new(),
+            |_: &String| true,
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(format!("fail {n}"))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+        )
         .await;
         assert!(matches!(out, Ok(3)));
     }
@@ -169,10 +183,17 @@ mod tests {
     #[tokio::test]
     async fn stops_at_the_attempt_cap() {
         let mut calls = 0;
-        let out: Result<(), _> = retry("test", fast(), 4, &CancellationToken::new(), |_: &String| true, || {
-            calls += 1;
-            async { Err("down".to_owned()) }
-        })
+        let out: Result<(), _> = retry(
+            "test",
+            fast(),
+            4,
+            &CancellationToken::new(),
+            |_: &String| true,
+            || {
+                calls += 1;
+                async { Err("down".to_owned()) }
+            },
+        )
         .await;
         assert!(matches!(out, Err(RetryError::Exhausted(_))));
         assert_eq!(calls, 4);
@@ -181,10 +202,17 @@ mod tests {
     #[tokio::test]
     async fn permanent_errors_are_not_retried() {
         let mut calls = 0;
-        let out: Result<(), _> = retry("test", fast(), 4, &CancellationToken::new(), |_: &String| false, || {
-            calls += 1;
-            async { Err("denied".to_owned()) }
-        })
+        let out: Result<(), _> = retry(
+            "test",
+            fast(),
+            4,
+            &CancellationToken::new(),
+            |_: &String| false,
+            || {
+                calls += 1;
+                async { Err("denied".to_owned()) }
+            },
+        )
         .await;
         assert!(matches!(out, Err(RetryError::Permanent(_))));
         assert_eq!(calls, 1);
@@ -199,9 +227,14 @@ mod tests {
             max: Duration::from_secs(3600),
             jitter: 0.2,
         };
-        let out: Result<(), _> = retry("test", slow, 4, &cancel, |_: &String| true, || async {
-            Err("down".to_owned())
-        })
+        let out: Result<(), _> = retry(
+            "test",
+            slow,
+            4,
+            &cancel,
+            |_: &String| true,
+            || async { Err("down".to_owned()) },
+        )
         .await;
         assert!(matches!(out, Err(RetryError::Cancelled)));
     }

@@ -10,7 +10,6 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
-pub const ORDERS_EXCHANGE: &str = "orders";
 pub const ORDERS_BINDING: &str = "order.#";
 pub const DEAD_LETTER_EXCHANGE: &str = "orders.dlx";
 pub const DEAD_LETTER_QUEUE: &str = "orders.dead";
@@ -22,10 +21,10 @@ pub const VOUCHER_EXCHANGE: &str = "amq.topic";
 /// dead-letters it, even if every consumer that takes it crashes.
 pub const DELIVERY_LIMIT: i64 = 10;
 
-/// What the renderer consumes: `orders` → `queue`, with dead letters.
-pub async fn declare_orders(ch: &Channel, queue: &str) -> lapin::Result<()> {
+/// What the renderer consumes: `exchange` (`orders`) → `queue`, with dead letters.
+pub async fn declare_orders(ch: &Channel, exchange: &str, queue: &str) -> lapin::Result<()> {
     declare_dead_letters(ch).await?;
-    durable_exchange(ch, ORDERS_EXCHANGE, ExchangeKind::Topic).await?;
+    durable_exchange(ch, exchange, ExchangeKind::Topic).await?;
     let mut args = quorum();
     args.insert(
         "x-dead-letter-exchange".into(),
@@ -36,7 +35,7 @@ pub async fn declare_orders(ch: &Channel, queue: &str) -> lapin::Result<()> {
         AMQPValue::LongLongInt(DELIVERY_LIMIT),
     );
     durable_queue(ch, queue, args).await?;
-    bind(ch, queue, ORDERS_EXCHANGE, ORDERS_BINDING).await
+    bind(ch, queue, exchange, ORDERS_BINDING).await
 }
 
 /// What the notifier consumes: `s3.events` → `queue`, with dead letters.
@@ -63,7 +62,10 @@ async fn declare_dead_letters(ch: &Channel) -> lapin::Result<()> {
 
 fn quorum() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     args
 }
 

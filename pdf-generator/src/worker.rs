@@ -5,6 +5,14 @@
 //! succeed, so it is dead-lettered at once; an upload that keeps failing is
 //! dead-lettered after `MAX_ATTEMPTS`, so it is kept for inspection and never
 //! loops.
+//!
+//! Redelivery is idempotent by overwriting: the key is the order id, and the
+//! same order renders the same voucher, so a second PUT replaces the object
+//! with an equivalent one. We deliberately do not skip the PUT when the object
+//! already exists: the PUT is what makes the object store emit its event, and
+//! re-emitting it heals a notification lost the first time (e.g. the broker
+//! was restarting). The cost is an occasional duplicate voucher_ready, which
+//! at-least-once delivery allows.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +33,7 @@ use crate::topology;
 pub struct Renderer {
     pub store: Store,
     pub fonts: Arc<Fonts>,
+    pub exchange: String,
     pub queue: String,
     pub max_attempts: u32,
     /// Rendering is CPU-bound: running more renders than cores only adds
@@ -45,7 +54,7 @@ impl Handler for Renderer {
     }
 
     async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        topology::declare_orders(channel, &self.queue).await
+        topology::declare_orders(channel, &self.exchange, &self.queue).await
     }
 
     async fn open_session(&self, _connection: &Connection) -> lapin::Result<()> {
@@ -56,7 +65,11 @@ impl Handler for Renderer {
         let order = match Order::from_json(&delivery.data) {
             Ok(order) => order,
             Err(e) => {
-                let message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string());
+                let message_id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|m| m.to_string());
                 tracing::warn!(?message_id, error = %e, "malformed order message; dead-lettering");
                 return Outcome::DeadLetter("malformed");
             }
@@ -71,7 +84,8 @@ impl Handler for Renderer {
             };
             let fonts = Arc::clone(&self.fonts);
             let started = Instant::now();
-            let rendered = tokio::task::spawn_blocking(move || render_voucher(&order, &fonts)).await;
+            let rendered =
+                tokio::task::spawn_blocking(move || render_voucher(&order, &fonts)).await;
             ::metrics::histogram!(metrics::RENDER_SECONDS).record(started.elapsed().as_secs_f64());
             match rendered {
                 Ok(Ok(pdf)) => pdf,

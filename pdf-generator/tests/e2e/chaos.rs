@@ -1,0 +1,188 @@
+//! Restarts and crashes of the broker, the object store and the worker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{Harness, OrderApi, eventually, phone, stack, workspace_root};
+
+/// Starts a stopped shared service again if the test fails half-way, so the
+/// next test (and the next person) finds the stack up.
+struct EnsureUp(&'static str);
+
+impl Drop for EnsureUp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = std::process::Command::new("bash")
+                .arg(workspace_root().join("dev/stack.sh"))
+                .args(["start", self.0])
+                .status();
+        }
+    }
+}
+
+/// Posts an order every `every` until `stop`; returns the accepted ids.
+fn keep_ordering(
+    api: Arc<OrderApi>,
+    sku: String,
+    every: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut accepted = Vec::new();
+        let mut i = 0;
+        while !stop.is_cancelled() {
+            match api
+                .try_order(&sku, "Mid", &format!("Drop {i}"), &phone(i))
+                .await
+            {
+                Ok(id) => accepted.push(id),
+                Err(e) => eprintln!("order {i} not accepted: {e}"),
+            }
+            i += 1;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        accepted
+    })
+}
+
+/// RabbitMQ restarted while orders keep coming: every accepted order still
+/// gets its voucher and its voucher_ready message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_restart_mid_drop() {
+    let h = Harness::new("rmq-restart").await;
+    let vouchers = h.collector();
+    h.subscribe_voucher("voucher.*").await;
+    let api = Arc::new(h.order_api().await);
+    api.create_product(&h.sku, "Restart drop", 1000).await;
+    let pdfgen = h.pdf_generator("pdf-generator", &[]).await;
+
+    let stop = CancellationToken::new();
+    let poster = keep_ordering(
+        Arc::clone(&api),
+        h.sku.clone(),
+        Duration::from_millis(100),
+        stop.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    {
+        let _guard = EnsureUp("rabbitmq");
+        stack(&["restart", "rabbitmq"]).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let ids = poster.await.expect("poster task");
+    assert!(ids.len() >= 20, "only {} orders accepted", ids.len());
+
+    let messages = vouchers.wait_all(&ids, Duration::from_secs(120)).await;
+    for id in &ids {
+        assert_eq!(messages[id]["status"], "voucher_ready");
+        assert!(h.head_voucher(id).await.is_some(), "voucher {id} missing");
+    }
+    let m = pdfgen.metrics(&h.http).await;
+    assert!(m.sum("amqp_reconnects_total", &[]) >= 1.0, "{}", m.0);
+    assert_eq!(m.sum("messages_dead_lettered_total", &[]), 0.0, "{}", m.0);
+}
+
+/// The S3 server is away for 20 s: uploads retry with backoff and every
+/// voucher completes once it is back; nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outage_of_20_seconds() {
+    let h = Harness::new("s3-outage").await;
+    let vouchers = h.collector();
+    let dead = h.dead_letters();
+    h.subscribe_voucher("voucher.*").await;
+    let api = h.order_api().await;
+    api.create_product(&h.sku, "Outage drop", 1000).await;
+    let pdfgen = h.pdf_generator("pdf-generator", &[]).await;
+
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            api.order(&h.sku, "Before", &format!("Outage {i}"), &phone(i))
+                .await,
+        );
+    }
+    vouchers.wait_all(&ids, Duration::from_secs(30)).await;
+
+    let guard = EnsureUp("s3");
+    stack(&["stop", "s3"]).await;
+    let stopped = Instant::now();
+    for i in 5..25 {
+        ids.push(
+            api.order(&h.sku, "During", &format!("Outage {i}"), &phone(i))
+                .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(stopped.elapsed())).await;
+    stack(&["start", "s3"]).await;
+    drop(guard);
+
+    vouchers.wait_all(&ids, Duration::from_secs(150)).await;
+    for id in &ids {
+        assert!(h.head_voucher(id).await.is_some(), "voucher {id} missing");
+        assert!(!dead.has(id), "{id} was dead-lettered");
+    }
+    let m = pdfgen.metrics(&h.http).await;
+    assert!(
+        m.sum("retries_total", &[r#"operation="upload""#]) >= 1.0,
+        "{}",
+        m.0
+    );
+    assert_eq!(m.sum("messages_dead_lettered_total", &[]), 0.0, "{}", m.0);
+}
+
+/// SIGKILL in the middle of a batch, then a restart: redeliveries render and
+/// upload again (overwriting is fine), no voucher is missing, nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_batch_then_restart() {
+    let h = Harness::new("sigkill").await;
+    let vouchers = h.collector();
+    let dead = h.dead_letters();
+    h.subscribe_voucher("voucher.*").await;
+    let api = h.order_api().await;
+    api.create_product(&h.sku, "Crash drop", 1000).await;
+    let mut first = h
+        .pdf_generator("pdf-generator-1", &[("PREFETCH", "8")])
+        .await;
+
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(
+            api.order(&h.sku, "Kill", &format!("Batch {i}"), &phone(i))
+                .await,
+        );
+    }
+    eventually(
+        "the first replica is mid-batch",
+        Duration::from_secs(30),
+        || async {
+            let m = first.metrics(&h.http).await;
+            (m.sum("vouchers_uploaded_total", &[]) >= 3.0).then_some(())
+        },
+    )
+    .await;
+    first.signal("KILL");
+    let status = first.wait_exit(Duration::from_secs(10)).await;
+    assert!(!status.success(), "SIGKILL must not look like a clean exit");
+
+    let second = h.pdf_generator("pdf-generator-2", &[]).await;
+    vouchers.wait_all(&ids, Duration::from_secs(90)).await;
+    for id in &ids {
+        assert!(h.head_voucher(id).await.is_some(), "voucher {id} missing");
+        assert!(!dead.has(id), "{id} was dead-lettered");
+    }
+    let m = second.metrics(&h.http).await;
+    assert_eq!(m.sum("messages_dead_lettered_total", &[]), 0.0, "{}", m.0);
+    let log = second.log_text();
+    assert!(!log.contains("ERROR"), "errors after the restart:\n{log}");
+    assert!(
+        log.contains("redelivered=true"),
+        "the restart should have redone some in-flight work:\n{}",
+        second.log_tail()
+    );
+}

@@ -1,0 +1,158 @@
+//! The happy path, and a graceful stop.
+
+use std::time::{Duration, Instant};
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+
+use crate::support::{Harness, eventually, phone};
+
+/// POST /v1/orders → voucher_ready on `voucher.<id>` within 10 s; the voucher
+/// parses, names in Chinese script and with accents are in its text, and its
+/// QR code decodes to the order id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_voucher_for_names_in_any_script() {
+    let h = Harness::new("happy").await;
+    let vouchers = h.collector();
+    let api = h.order_api().await;
+    let pdfgen = h.pdf_generator("pdf-generator", &[]).await;
+    let product = "Sneaker Édition 限定";
+    api.create_product(&h.sku, product, 10).await;
+
+    let customers = [("张", "伟"), ("Zoë", "Ñúñez"), ("Łukasz", "Żółć-Øster")];
+    for (i, (first, last)) in customers.into_iter().enumerate() {
+        let posted = Instant::now();
+        let id = api.order(&h.sku, first, last, &phone(i)).await;
+        // The customer's browser subscribes to its own key only.
+        h.subscribe_voucher(&format!("voucher.{id}")).await;
+        let messages = vouchers
+            .wait_all(std::slice::from_ref(&id), Duration::from_secs(10))
+            .await;
+        let arrived = vouchers.with(|c| c.first[&id].1);
+        assert!(
+            arrived.duration_since(posted) <= Duration::from_secs(10),
+            "voucher_ready after {:?}",
+            arrived.duration_since(posted)
+        );
+        let full_name = format!("{first} {last}");
+        h.verify_voucher(&messages[&id], &id, &[&full_name, product])
+            .await;
+        let meta = h
+            .head_voucher(&id)
+            .await
+            .expect("the voucher object exists");
+        let created_at = meta
+            .get("order-created-at")
+            .expect("order-created-at metadata");
+        chrono::DateTime::parse_from_rfc3339(created_at).expect("RFC 3339 created-at");
+    }
+
+    // Operations endpoints and the metrics the issue asks for.
+    let health = h
+        .http
+        .get(pdfgen.url("/healthz"))
+        .send()
+        .await
+        .expect("GET /healthz");
+    assert_eq!(health.status(), 200);
+    let m = pdfgen.metrics(&h.http).await;
+    let n = customers.len() as f64;
+    assert!(
+        m.sum("messages_consumed_total", &[r#"role="render""#]) >= n,
+        "{}",
+        m.0
+    );
+    assert!(m.sum("render_duration_seconds_count", &[]) >= n, "{}", m.0);
+    assert!(
+        m.sum("upload_duration_seconds_count", &[r#"outcome="ok""#]) >= n,
+        "{}",
+        m.0
+    );
+    assert!(m.sum("vouchers_uploaded_total", &[]) >= n, "{}", m.0);
+    assert!(m.sum("notifier_published_total", &[]) >= n, "{}", m.0);
+    assert!(
+        m.sum("voucher_end_to_end_seconds_count", &[]) >= n,
+        "{}",
+        m.0
+    );
+    assert!(m.0.contains("voucher_end_to_end_seconds_bucket"), "{}", m.0);
+}
+
+/// SIGTERM: the replica stops taking deliveries, finishes and acks what it
+/// holds, and exits 0. A new replica then does the rest; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_work_then_exits() {
+    let h = Harness::new("sigterm").await;
+    let vouchers = h.collector();
+    let dead = h.dead_letters();
+    h.subscribe_voucher("voucher.*").await;
+    let api = h.order_api().await;
+    api.create_product(&h.sku, "Drain test", 100).await;
+    let mut first = h
+        .pdf_generator("pdf-generator-1", &[("PREFETCH", "8")])
+        .await;
+
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(
+            api.order(&h.sku, "Ada", &format!("Drain {i}"), &phone(i))
+                .await,
+        );
+    }
+    eventually(
+        "the first replica uploads",
+        Duration::from_secs(30),
+        || async {
+            let m = first.metrics(&h.http).await;
+            (m.sum("vouchers_uploaded_total", &[]) >= 1.0).then_some(())
+        },
+    )
+    .await;
+    first.signal("TERM");
+    let status = first.wait_exit(Duration::from_secs(40)).await;
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        first.log_tail()
+    );
+    let log = first.log_text();
+    assert!(log.contains("draining"), "no drain in the log:\n{log}");
+    assert!(!log.contains("drain timeout"), "drain timed out:\n{log}");
+    let uploaded = log.matches("voucher uploaded").count();
+    eprintln!(
+        "the first replica uploaded {uploaded} of {} before exiting",
+        ids.len()
+    );
+
+    // Everything it uploaded was acked, and nothing else was: what is left
+    // ready in the queue is exactly the rest (once the outbox published all).
+    let left = eventually(
+        "the queue holds the rest",
+        Duration::from_secs(20),
+        || async {
+            let q = h
+                .admin()
+                .await
+                .queue_declare(
+                    h.orders_queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .expect("passive declare");
+            let ready = q.message_count() as usize;
+            (ready + uploaded == ids.len()).then_some(ready)
+        },
+    )
+    .await;
+    eprintln!("{left} deliveries waited for the next replica");
+
+    let _second = h.pdf_generator("pdf-generator-2", &[]).await;
+    vouchers.wait_all(&ids, Duration::from_secs(90)).await;
+    for id in &ids {
+        assert!(!dead.has(id), "{id} was dead-lettered");
+    }
+}
