@@ -45,6 +45,40 @@ async fn happy_path_voucher_for_names_in_any_script() {
             .get("order-created-at")
             .expect("order-created-at metadata");
         chrono::DateTime::parse_from_rfc3339(created_at).expect("RFC 3339 created-at");
+
+        // order-api sees the voucher too: the status turns voucher_ready and
+        // the voucher route redirects to a fresh presigned URL that downloads it.
+        let order: serde_json::Value = h
+            .http
+            .get(api.proc.url(&format!("/v1/orders/{id}")))
+            .send()
+            .await
+            .expect("GET order")
+            .json()
+            .await
+            .expect("order JSON");
+        assert_eq!(order["status"], "voucher_ready", "{order}");
+        let no_redirects = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let redirect = no_redirects
+            .get(api.proc.url(&format!("/v1/orders/{id}/voucher")))
+            .send()
+            .await
+            .expect("GET voucher");
+        assert_eq!(redirect.status(), 302);
+        let location = redirect
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("Location header")
+            .to_owned();
+        assert!(location.contains(&format!("{id}.pdf")), "{location}");
+        let pdf = h.http.get(&location).send().await.expect("GET presigned URL");
+        assert_eq!(pdf.status(), 200);
+        let bytes = pdf.bytes().await.expect("voucher bytes");
+        assert!(bytes.starts_with(b"%PDF-"), "the redirect serves the PDF");
     }
 
     // Operations endpoints and the metrics the issue asks for.
