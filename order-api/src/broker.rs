@@ -7,9 +7,8 @@
 use std::time::Duration;
 
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
     options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions},
-    PublisherConfirm,
     types::FieldTable,
 };
 use secrecy::{ExposeSecret, SecretString};

@@ -99,7 +99,11 @@ impl Relay {
             let id: i64 = row.get(0);
             let order_id: &str = row.get(1);
             let payload: &str = row.get(2);
-            match self.broker.publish_order(&channel, order_id, payload.as_bytes()).await {
+            match self
+                .broker
+                .publish_order(&channel, order_id, payload.as_bytes())
+                .await
+            {
                 Ok(confirm) => pending.push((id, confirm)),
                 Err(e) => {
                     self.broker.reset().await;
@@ -146,9 +150,7 @@ impl Relay {
         let client = self.pool.get().await?;
         client
             .execute(
-                &format!(
-                    "DELETE FROM outbox WHERE published_at < now() - interval '{RETENTION}'"
-                ),
+                &format!("DELETE FROM outbox WHERE published_at < now() - interval '{RETENTION}'"),
                 &[],
             )
             .await?;
@@ -162,7 +164,10 @@ pub fn spawn_backlog_gauge(pool: Pool, every: Duration, cancel: CancellationToke
         loop {
             if let Ok(client) = pool.get().await {
                 if let Ok(row) = client
-                    .query_one("SELECT count(*) FROM outbox WHERE published_at IS NULL", &[])
+                    .query_one(
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                        &[],
+                    )
                     .await
                 {
                     metrics::gauge!("outbox_backlog").set(row.get::<_, i64>(0) as f64);

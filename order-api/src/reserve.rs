@@ -66,7 +66,10 @@ impl NewOrder {
 /// The decision for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Reserved { order_id: OrderId, replayed: bool },
+    Reserved {
+        order_id: OrderId,
+        replayed: bool,
+    },
     SoldOut,
     AlreadyReserved,
     UnknownSku,
@@ -80,7 +83,9 @@ pub enum Outcome {
 impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
-            Outcome::Reserved { replayed: false, .. } => "reserved",
+            Outcome::Reserved {
+                replayed: false, ..
+            } => "reserved",
             Outcome::Reserved { replayed: true, .. } => "replayed",
             Outcome::SoldOut => "sold_out",
             Outcome::AlreadyReserved => "already_reserved",
@@ -132,7 +137,12 @@ pub struct Reserver {
 }
 
 impl Reserver {
-    pub fn new(pool: Pool, flag: Arc<StockFlag>, outbox_wakeup: Arc<Notify>, max_batch: usize) -> Arc<Self> {
+    pub fn new(
+        pool: Pool,
+        flag: Arc<StockFlag>,
+        outbox_wakeup: Arc<Notify>,
+        max_batch: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             pool,
             flag,
@@ -224,14 +234,18 @@ impl Reserver {
                 if let Some((name, remaining)) = decided.product {
                     metrics::gauge!("stock_remaining", "sku" => sku.to_string())
                         .set(f64::from(remaining));
-                    if remaining == 0
-                        && self.flag.local(sku).is_none_or(|f| f.available)
-                    {
+                    if remaining == 0 && self.flag.local(sku).is_none_or(|f| f.available) {
                         // Flip the hint right after the commit that took the
                         // last unit, before answering, so that no request
                         // after this one needs the database to learn it.
                         self.flag
-                            .publish(sku, ProductFlag { name, available: false })
+                            .publish(
+                                sku,
+                                ProductFlag {
+                                    name,
+                                    available: false,
+                                },
+                            )
                             .await;
                     }
                 }
@@ -305,7 +319,13 @@ async fn reserve_batch(
             let key: String = r.get(0);
             let outcome: String = r.get(2);
             let order_id: Option<String> = r.get(3);
-            (key, (r.get(1), Outcome::from_stored(&outcome, order_id.as_deref())))
+            (
+                key,
+                (
+                    r.get(1),
+                    Outcome::from_stored(&outcome, order_id.as_deref()),
+                ),
+            )
         })
         .collect();
 
