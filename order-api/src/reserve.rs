@@ -275,12 +275,12 @@ async fn reserve_batch(
     batch: &[Request],
 ) -> Result<Decided, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    // Cached statements: one round trip per statement instead of a parse and
-    // an execute, which matters while the product's row lock is held.
-    let lock = tx
-        .prepare_cached("SELECT name, stock - reserved FROM products WHERE sku = $1 FOR UPDATE")
+    let product = tx
+        .query_opt(
+            "SELECT name, stock - reserved FROM products WHERE sku = $1 FOR UPDATE",
+            &[&sku.as_str()],
+        )
         .await?;
-    let product = tx.query_opt(&lock, &[&sku.as_str()]).await?;
     let Some(product) = product else {
         tx.rollback().await?;
         return Ok(Decided {
@@ -302,17 +302,15 @@ async fn reserve_batch(
     let sku_str = sku.as_str();
     let held_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&sku_str, &phones];
     let stored_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&keys];
-    let held_sql = tx
-        .prepare_cached("SELECT phone FROM orders WHERE sku = $1 AND phone = ANY($2)")
-        .await?;
-    let stored_sql = tx
-        .prepare_cached(
-            "SELECT key, request_hash, outcome, order_id FROM idempotency_keys WHERE key = ANY($1)",
-        )
-        .await?;
     let (held, stored) = tokio::try_join!(
-        tx.query(&held_sql, &held_params),
-        tx.query(&stored_sql, &stored_params),
+        tx.query(
+            "SELECT phone FROM orders WHERE sku = $1 AND phone = ANY($2)",
+            &held_params,
+        ),
+        tx.query(
+            "SELECT key, request_hash, outcome, order_id FROM idempotency_keys WHERE key = ANY($1)",
+            &stored_params,
+        ),
     )?;
     let mut taken: HashSet<String> = held.iter().map(|r| r.get(0)).collect();
     let stored: HashMap<String, (Vec<u8>, Outcome)> = stored
@@ -400,15 +398,13 @@ async fn reserve_batch(
                 order_ids.push(order_id);
             }
         }
-        let store = tx
-            .prepare_cached(
-                "INSERT INTO idempotency_keys (key, request_hash, outcome, order_id)
+        tx.execute(
+            "INSERT INTO idempotency_keys (key, request_hash, outcome, order_id)
              SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[])
              ON CONFLICT (key) DO NOTHING",
-            )
-            .await?;
-        tx.execute(&store, &[&keys, &hashes, &kinds, &order_ids])
-            .await?;
+            &[&keys, &hashes, &kinds, &order_ids],
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Decided {
@@ -433,8 +429,7 @@ async fn insert_orders(
     let lasts: Vec<&str> = orders.iter().map(|(_, o)| o.last_name.as_str()).collect();
     let phones: Vec<&str> = orders.iter().map(|(_, o)| o.phone.as_str()).collect();
     let count = i32::try_from(orders.len()).unwrap_or(i32::MAX);
-    let insert = tx
-        .prepare_cached(
+    tx.execute(
         "WITH new_orders AS (
              INSERT INTO orders (order_id, sku, first_name, last_name, phone, created_at)
              SELECT o.id, $1, o.first, o.last, o.phone, $6
@@ -449,20 +444,7 @@ async fn insert_orders(
              FROM new_orders
          )
          UPDATE products SET reserved = reserved + $8, updated_at = now() WHERE sku = $1",
-        )
-        .await?;
-    tx.execute(
-        &insert,
-        &[
-            &sku.as_str(),
-            &ids,
-            &firsts,
-            &lasts,
-            &phones,
-            &created_at,
-            &product_name,
-            &count,
-        ],
+        &[&sku.as_str(), &ids, &firsts, &lasts, &phones, &created_at, &product_name, &count],
     )
     .await?;
     Ok(())
