@@ -75,7 +75,12 @@ async fn happy_path_voucher_for_names_in_any_script() {
             .expect("Location header")
             .to_owned();
         assert!(location.contains(&format!("{id}.pdf")), "{location}");
-        let pdf = h.http.get(&location).send().await.expect("GET presigned URL");
+        let pdf = h
+            .http
+            .get(&location)
+            .send()
+            .await
+            .expect("GET presigned URL");
         assert_eq!(pdf.status(), 200);
         let bytes = pdf.bytes().await.expect("voucher bytes");
         assert!(bytes.starts_with(b"%PDF-"), "the redirect serves the PDF");
