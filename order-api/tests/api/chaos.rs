@@ -230,15 +230,7 @@ async fn postgres_restarted_during_a_drop() {
         .filter(|(s, _, _)| *s == 201)
         .map(|(_, b, _)| b["order_id"].as_str().expect("id").to_owned())
         .collect();
-    let stored: HashSet<String> = db
-        .client()
-        .await
-        .query("SELECT order_id FROM orders WHERE sku = $1", &[&sku])
-        .await
-        .expect("orders")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored: HashSet<String> = db.order_ids(&sku).await;
     assert!(accepted.is_subset(&stored), "every 201 is in the database");
     // A 503 may hide a commit whose answer was lost, never an oversell.
     assert_eq!(stored.len() as i64, UNITS);

@@ -47,13 +47,7 @@ async fn two_replicas_sell_exactly_the_stock() {
     // The database holds exactly the accepted orders, none left to sell, and
     // every order has its outbox row.
     let client = db.client().await;
-    let ids: HashSet<String> = client
-        .query("SELECT order_id FROM orders WHERE sku = $1", &[&sku])
-        .await
-        .expect("orders")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids = db.order_ids(&sku).await;
     assert_eq!(ids, accepted);
     let row = client
         .query_one(

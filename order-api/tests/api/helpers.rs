@@ -113,6 +113,18 @@ impl TestDb {
             .await;
     }
 
+    /// The ids of the orders stored for `sku`.
+    pub async fn order_ids(&self, sku: &str) -> std::collections::HashSet<String> {
+        self.client()
+            .await
+            .query("SELECT order_id FROM orders WHERE sku = $1", &[&sku])
+            .await
+            .expect("orders")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     pub async fn count(&self, sql: &str, sku: &str) -> i64 {
         let row = self
             .client()

@@ -165,15 +165,7 @@ async fn sigterm_drains_in_flight_requests() {
             "an in-flight request got {status}: {body}"
         );
     }
-    let stored: HashSet<String> = db
-        .client()
-        .await
-        .query("SELECT order_id FROM orders WHERE sku = $1", &[&sku])
-        .await
-        .expect("orders")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored: HashSet<String> = db.order_ids(&sku).await;
     assert!(
         accepted.is_subset(&stored),
         "a 201 is missing from the database"
