@@ -10,7 +10,11 @@ async fn two_replicas_sell_exactly_the_stock() {
     const UNITS: i64 = 500;
     const CUSTOMERS: u32 = 3_000;
     let db = TestDb::create().await;
-    let opts = AppOptions::new(&db.url);
+    let mut opts = AppOptions::new(&db.url);
+    // RabbitMQ unreachable: the outbox rows stay, so the test can see that
+    // every order was committed with one (the relay deletes them once
+    // published; tests/api/outbox.rs covers that).
+    opts.amqp_url = unreachable_amqp_url();
     let replicas = [App::spawn(&opts).await, App::spawn(&opts).await];
     let sku = unique_sku("drop");
     let (status, _) = replicas[0].put_product(&sku, "Limited drop", UNITS).await;

@@ -32,6 +32,16 @@ pub fn redis_url() -> String {
     env_or("REDIS_URL", "redis://127.0.0.1:6379")
 }
 
+/// An AMQP URL on a loopback port where nothing listens: the relay cannot
+/// publish, so outbox rows stay in the table for a test to inspect.
+pub fn unreachable_amqp_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("amqp://drop:drop@127.0.0.1:{port}/%2f")
+}
+
 pub fn amqp_url() -> String {
     env_or("AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/%2f")
 }

@@ -5,7 +5,11 @@ use crate::helpers::*;
 #[tokio::test]
 async fn reservation_is_durable_with_its_outbox_row() {
     let db = TestDb::create().await;
-    let app = App::spawn(&AppOptions::new(&db.url)).await;
+    let mut opts = AppOptions::new(&db.url);
+    // RabbitMQ unreachable, so the outbox row stays for inspection (the relay
+    // deletes it once published).
+    opts.amqp_url = unreachable_amqp_url();
+    let app = App::spawn(&opts).await;
     let sku = unique_sku("hoodie");
     app.put_product(&sku, "Hoodie", 10).await;
 
