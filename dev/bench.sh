@@ -83,7 +83,10 @@ trap 'exit 130' INT TERM
 log "pgbench: fresh database $PGDB"
 create_db "$PGDB"
 PGURL=$(db_url "$PGDB")
-psql "$PGURL" -q -v ON_ERROR_STOP=1 -f order-api/migrations/V1__init.sql
+# Every migration, in version order: the schema order-api runs on.
+while read -r migration; do
+    psql "$PGURL" -q -v ON_ERROR_STOP=1 -f "$migration"
+done < <(ls order-api/migrations/V*__*.sql | sort -V)
 psql "$PGURL" -q -v ON_ERROR_STOP=1 -c "INSERT INTO products (sku, name, stock) VALUES
     ('PGB-SINGLE', 'Bench product', 2000000000),
     ('PGB-TX1', 'Bench product', 2000000000),

@@ -1,10 +1,11 @@
 -- order-api's reservation transaction (order-api/src/reserve.rs,
--- reserve_batch + insert_orders), for a batch of :batch requests, statement by
--- statement as the reserver issues them. Differences, none of which change the
--- work PostgreSQL does: the arrays order-api binds as parameters ($2..$5 of
--- insert_orders, the phones of the duplicate check) are built here from a
--- per-client counter with generate_series, and the order ids with md5();
--- order-api pipelines the two reads, pgbench sends them one after the other.
+-- reserve_batch + insert_orders), for a batch of :batch requests without
+-- Idempotency-Keys, statement by statement as the reserver issues them.
+-- Differences, none of which change the work PostgreSQL does: the arrays
+-- order-api binds as parameters ($2..$5 of insert_orders) are built here from
+-- a per-client counter with generate_series, and the order ids with md5();
+-- order-api sends each statement with its parameter types in one round trip
+-- (query_typed), pgbench with -M prepared.
 -- Variables: sku, batch, n (-D n=0, a per-client counter),
 -- fmt (-D, the created_at format order-api writes; passed as a variable
 -- because pgbench would read its colons as variable names).
@@ -12,14 +13,13 @@
 \set base :client_id * 1000000000 + :n * :batch
 BEGIN;
 SELECT name, stock - reserved FROM products WHERE sku = :sku FOR UPDATE;
-SELECT phone FROM orders WHERE sku = :sku AND phone = ANY(ARRAY(SELECT '+1' || (:base::bigint + g) FROM generate_series(1, :batch) g));
-SELECT key, request_hash, outcome, order_id FROM idempotency_keys WHERE key = ANY('{}'::text[]);
 WITH new_orders AS (
     INSERT INTO orders (order_id, sku, first_name, last_name, phone, created_at)
     SELECT o.id, :sku, o.first, o.last, o.phone, now()
     FROM (SELECT md5(:sku || '-' || :client_id || '-' || (:base::bigint + g)) AS id, 'Bench' AS first, 'Mark' AS last,
                  '+1' || (:base::bigint + g) AS phone
           FROM generate_series(1, :batch) g) AS o
+    ON CONFLICT (sku, phone) DO NOTHING
     RETURNING order_id, first_name, last_name, created_at
 ), new_outbox AS (
     INSERT INTO outbox (order_id, payload)
@@ -28,6 +28,9 @@ WITH new_orders AS (
         'first_name', first_name, 'last_name', last_name,
         'created_at', to_char(created_at AT TIME ZONE 'UTC', :fmt::text))
     FROM new_orders
+), units AS (
+    UPDATE products SET reserved = reserved + (SELECT count(*) FROM new_orders), updated_at = now()
+    WHERE sku = :sku
 )
-UPDATE products SET reserved = reserved + :batch, updated_at = now() WHERE sku = :sku;
+SELECT order_id FROM new_orders;
 COMMIT;

@@ -32,6 +32,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // One token for the background tasks, cancelled after HTTP has drained,
     // so that in-flight requests can still publish and reconcile.
     let background = CancellationToken::new();
+    telemetry::spawn_metrics_upkeep(metrics.clone(), background.clone());
     let broker = Arc::new(Broker::new(
         config.amqp_url.clone(),
         config.orders_exchange.clone(),

@@ -157,6 +157,16 @@ impl StockFlag {
 
     /// The in-process copy, for the hot path. `None`: this replica has not
     /// seen the SKU (unknown, or created moments ago on another replica).
+    /// Whether this replica knows the SKU is sold out, without copying its
+    /// flag: the check on the hot path of a sold-out drop.
+    pub fn known_sold_out(&self, sku: &Sku) -> bool {
+        self.local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sku.as_str())
+            .is_some_and(|flag| !flag.available)
+    }
+
     pub fn local(&self, sku: &Sku) -> Option<ProductFlag> {
         self.local
             .read()

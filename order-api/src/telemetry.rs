@@ -31,3 +31,18 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()?;
     Ok(handle)
 }
+
+/// Histograms keep raw samples until upkeep folds them into their buckets:
+/// without this, a replica grows by every request it serves between scrapes
+/// (tens of MiB in a minute of a drop), and without bound if never scraped.
+pub fn spawn_metrics_upkeep(handle: PrometheusHandle, cancel: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => handle.run_upkeep(),
+                () = cancel.cancelled() => return,
+            }
+        }
+    });
+}

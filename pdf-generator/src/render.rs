@@ -200,10 +200,16 @@ pub fn render_voucher(order: &Order, fonts: &Fonts) -> Result<Vec<u8>, RenderErr
     }
 
     let mut doc = PdfDocument::new("Voucher");
-    let ids = [
-        doc.add_font(&fonts.subset(Face::Latin, &used[0])?),
-        doc.add_font(&fonts.subset(Face::Cjk, &used[1])?),
-    ];
+    let latin = doc.add_font(&fonts.subset(Face::Latin, &used[0])?);
+    // A face that draws nothing is not embedded: most vouchers have no CJK
+    // text, and subsetting the 4 MB CJK face is most of a render's cost.
+    // Only CJK runs (from `runs`, as drawing splits them) reference its id.
+    let cjk = if used[1].iter().all(|c| c.is_whitespace()) {
+        latin.clone()
+    } else {
+        doc.add_font(&fonts.subset(Face::Cjk, &used[1])?)
+    };
+    let ids = [latin, cjk];
     let mut page = PageWriter {
         fonts,
         ids: &ids,

@@ -206,5 +206,19 @@ async fn sold_out_after_the_last_unit() {
     let (status, err) = app.order(&customer(&sku, 2, 31), None).await;
     assert_eq!((status, error_code(&err)), (409, "sold_out"));
     assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    // Once sold out, the phone is not checked for an unkeyed request (there
+    // is nothing to reserve), but the names and a keyed request still are.
+    let mut bad_phone = customer(&sku, 3, 31);
+    bad_phone["phone"] = "12345".into();
+    let (status, err) = app.order(&bad_phone, None).await;
+    assert_eq!((status, error_code(&err)), (409, "sold_out"), "{err}");
+    let (status, err) = app.order(&bad_phone, Some("sold-out-bad-phone")).await;
+    assert_eq!((status, error_code(&err)), (422, "invalid_field"), "{err}");
+    assert_eq!(err["field"], "phone", "{err}");
+    let mut bad_name = customer(&sku, 4, 31);
+    bad_name["first_name"] = "".into();
+    let (status, err) = app.order(&bad_name, None).await;
+    assert_eq!((status, error_code(&err)), (422, "invalid_field"), "{err}");
     db.drop_now().await;
 }
