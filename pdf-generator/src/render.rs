@@ -458,17 +458,42 @@ mod tests {
         // ToUnicode maps, as a PDF reader would.
         let bytes =
             render_voucher(&order("张", "伟", "Zoë Ñúñez Edition"), fonts()).expect("renders");
-        let doc = PdfDocument::parse(
-            &bytes,
-            &printpdf::PdfParseOptions::default(),
-            &mut Vec::new(),
-        )
-        .expect("parses back");
-        let text = doc.extract_text().concat().concat();
+        let text = text_of(&bytes);
         assert!(text.contains("0123456789abcdef0123456789abcdef"), "{text}");
         assert!(text.contains("张 伟"), "{text}");
         assert!(text.contains("Zoë Ñúñez Edition"), "{text}");
         assert!(text.contains("2026-11-24 12:00:00 UTC"), "{text}");
+    }
+
+    /// The text of a PDF, read through its fonts' ToUnicode maps.
+    fn text_of(bytes: &[u8]) -> String {
+        let doc = PdfDocument::parse(
+            bytes,
+            &printpdf::PdfParseOptions::default(),
+            &mut Vec::new(),
+        )
+        .expect("parses back");
+        doc.extract_text().concat().concat()
+    }
+
+    /// How many font programs a PDF embeds.
+    fn embedded_fonts(bytes: &[u8]) -> usize {
+        let doc = lopdf::Document::load_mem(bytes).expect("parses");
+        doc.objects
+            .values()
+            .filter_map(|o| o.as_dict().ok())
+            .filter(|d| d.has(b"FontFile2"))
+            .count()
+    }
+
+    #[test]
+    fn the_cjk_face_is_embedded_only_when_it_draws_something() {
+        let latin = render_voucher(&order("Zoë", "Ñúñez", "Sneaker 42"), fonts()).expect("renders");
+        assert_eq!(embedded_fonts(&latin), 1);
+        let text = text_of(&latin);
+        assert!(text.contains("Zoë Ñúñez"), "{text}");
+        let cjk = render_voucher(&order("张", "伟", "Sneaker 42"), fonts()).expect("renders");
+        assert_eq!(embedded_fonts(&cjk), 2);
     }
 
     #[test]
