@@ -196,6 +196,69 @@ async fn concurrent_duplicate_phones_reserve_once() {
     db.drop_now().await;
 }
 
+/// At the sell-out boundary, a customer who already holds a reservation
+/// arrives together with new customers. If units are left when it is
+/// decided, it is `already_reserved` and the unit it would have taken goes
+/// to a newcomer; if it comes after the last unit, it is `sold_out`. However
+/// the requests fall into batches, exactly the stock is sold, to newcomers
+/// only, and each phone holds one order.
+#[tokio::test]
+async fn a_held_phone_at_the_boundary_leaves_its_unit_to_a_newcomer() {
+    let db = TestDb::create().await;
+    let app = App::spawn(&AppOptions::new(&db.url)).await;
+    for round in 0..20u32 {
+        let sku = unique_sku("edge");
+        app.put_product(&sku, "Edge", 3).await;
+        let holder = customer(&sku, 0, 40 + round);
+        assert_eq!(app.order(&holder, None).await.0, 201);
+        // The holder first, then 3 newcomers for the 2 units left.
+        let bodies: Vec<_> = std::iter::once(holder.clone())
+            .chain((1..=3).map(|i| customer(&sku, i, 40 + round)))
+            .collect();
+        let results = futures::future::join_all(bodies.iter().map(|b| app.order(b, None))).await;
+        let codes: Vec<&str> = results
+            .iter()
+            .map(|(status, body)| match status {
+                201 => "reserved",
+                _ => error_code(body),
+            })
+            .collect();
+        assert!(
+            ["already_reserved", "sold_out"].contains(&codes[0]),
+            "round {round}: {results:?}"
+        );
+        let mut newcomers = codes[1..].to_vec();
+        newcomers.sort_unstable();
+        assert_eq!(
+            newcomers,
+            ["reserved", "reserved", "sold_out"],
+            "round {round}: {results:?}"
+        );
+        assert_eq!(
+            db.count("SELECT count(*) FROM orders WHERE sku = $1", &sku)
+                .await,
+            3
+        );
+        assert_eq!(
+            db.count(
+                "SELECT reserved::int8 FROM products WHERE sku = $1 AND stock = 3",
+                &sku
+            )
+            .await,
+            3
+        );
+        assert_eq!(
+            db.count(
+                "SELECT count(DISTINCT phone) FROM orders WHERE sku = $1",
+                &sku
+            )
+            .await,
+            3
+        );
+    }
+    db.drop_now().await;
+}
+
 #[tokio::test]
 async fn sold_out_after_the_last_unit() {
     let db = TestDb::create().await;
