@@ -40,9 +40,12 @@ TOPIC_ATTRIBUTES = {
     # - With "broker" the worker's ack comes after the broker took the event; if
     #   the broker goes away first, that ack fails and the order is redelivered,
     #   rendered and PUT again, which re-emits the event.
-    # - More than ~32 PUTs in flight crash radosgw in "broker" mode (its handler
-    #   of a multiple=true confirm reads past the end of its callback list), so
-    #   pdf-generator's PREFETCH stays 32 on this stand-in.
+    # - "broker" crashes radosgw now and then under load: its handler of a
+    #   multiple=true confirm that covers every outstanding publish reads past
+    #   the end of its callback list. With 64 or more PUTs in flight within
+    #   seconds; with pdf-generator's default 32, once in a 1,000-voucher drop
+    #   so far. dev/stack.sh runs a watchdog that restarts radosgw; the failed
+    #   PUTs are retried by pdf-generator and emit their events then.
     "amqp-ack-level": "broker",
 }
 

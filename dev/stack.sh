@@ -679,11 +679,37 @@ s3_start() {
     wait_for 180 "S3 (radosgw on :$S3_PORT)" "$(ceph_log client.rgw.a)" "$(ceph_log osd.0)" -- s3_ready
     if [[ $(owner s3) == ours ]]; then s3_user; fi
     s3_setup
+    if [[ $(owner s3) == ours ]]; then rgw_watchdog_start; fi
 }
 
 # stop s3 stops the gateway only: that is "the S3 server is down". The mon and OSD
 # keep running (they hold the data) and go down with `down`.
-s3_stop() { stop_pid "$CEPH_RUN/client.rgw.a.pid" radosgw 30; }
+s3_stop() {
+    rgw_watchdog_stop
+    stop_pid "$CEPH_RUN/client.rgw.a.pid" radosgw 30
+}
+
+# radosgw 16.2's AMQP thread can crash under load (a publisher confirm with
+# multiple=true that covers every outstanding publish makes it read past the end
+# of its callback list; see dev/s3_setup.py). A watchdog restarts the gateway, as
+# a process supervisor would in production: PUTs in flight fail, pdf-generator
+# retries them, and the retried PUTs emit their events. `stop s3` stops the
+# watchdog first, so an outage a test asks for stays an outage.
+RGW_WATCHDOG_PID=$RUN/rgw-watchdog.pid
+rgw_watchdog_start() {
+    pid_alive "$RGW_WATCHDOG_PID" "stack.sh rgw-watchdog" >/dev/null && return 0
+    setsid bash "$ROOT/dev/stack.sh" rgw-watchdog </dev/null >>"$(ceph_log rgw-watchdog)" 2>&1 &
+    echo $! >"$RGW_WATCHDOG_PID"
+}
+rgw_watchdog_stop() { stop_pid "$RGW_WATCHDOG_PID" "stack.sh rgw-watchdog" 5; }
+cmd_rgw_watchdog() {
+    while sleep 2; do
+        [[ $(owner s3) == ours ]] || exit 0
+        rgw_pid >/dev/null && continue
+        echo "$(date -u +%FT%TZ) radosgw is not running; restarting it"
+        (rgw_start) || echo "$(date -u +%FT%TZ) restarting radosgw failed; retrying"
+    done
+}
 
 ceph_stop_all() {
     s3_stop
@@ -830,6 +856,7 @@ main() {
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
+    rgw-watchdog) cmd_rgw_watchdog ;; # internal: started by `start s3`
     env) write_env && grep '^export ' "$ENV_FILE" ;;
     start | stop | restart)
         [[ $# -eq 2 ]] || usage
