@@ -252,8 +252,9 @@ pub fn render_voucher(order: &Order, fonts: &Fonts) -> Result<Vec<u8>, RenderErr
 /// Serialises `doc` with every stream Flate-compressed at a fast level.
 ///
 /// `PdfDocument::save` compresses at `Compression::best()`, which took a fifth
-/// of the worker's CPU under load; the fast level costs a few hundred bytes on
-/// a voucher of about 18 KB (mostly the font subset).
+/// of the worker's CPU under load. The fast level renders in 1.17 ms instead
+/// of 1.80 ms, and a Latin voucher grows from 18.5 to 22.7 KB (mostly the font
+/// subset); level 3 gave 1.39 ms and 18.8 KB.
 fn save(doc: &PdfDocument) -> Result<Vec<u8>, RenderError> {
     let options = PdfSaveOptions {
         optimize: false,
