@@ -202,36 +202,40 @@ async function checkOrder() {
 
 // ------------------------------------------------------------------ STOMP
 
-function withReceipt(subscribeFn, onReceipt) {
+/**
+ * Subscribes to `key` on amq.topic and hands each message's JSON object to
+ * `onBody` (anything else is ignored). `onReceipt` runs once the broker
+ * confirms the subscription. Returns the subscription.
+ */
+function subscribeJson(key, onBody, onReceipt) {
   const client = state.client;
   state.receipts += 1;
   const receipt = `r-${state.receipts}`;
   client.watchForReceipt(receipt, onReceipt);
-  return subscribeFn({ receipt });
+  return client.subscribe(
+    `/exchange/amq.topic/${key}`,
+    (msg) => {
+      let body;
+      try {
+        body = JSON.parse(msg.body);
+      } catch {
+        return;
+      }
+      if (body && typeof body === 'object') onBody(body);
+    },
+    { receipt },
+  );
 }
 
 /** Subscribes to this order's voucher key, then asks the API once. */
 function watchVoucher() {
   const client = state.client;
   if (!client || !client.connected || !state.orderId || state.voucherReady) return;
-  const orderId = state.orderId;
-  state.voucherSub = withReceipt(
-    (headers) =>
-      client.subscribe(
-        `/exchange/amq.topic/voucher.${orderId}`,
-        (msg) => {
-          let body;
-          try {
-            body = JSON.parse(msg.body);
-          } catch {
-            return;
-          }
-          if (body && body.order_id === state.orderId && body.status === 'voucher_ready') {
-            showVoucher();
-          }
-        },
-        headers,
-      ),
+  state.voucherSub = subscribeJson(
+    `voucher.${state.orderId}`,
+    (body) => {
+      if (body.order_id === state.orderId && body.status === 'voucher_ready') showVoucher();
+    },
     // Subscribed: anything published from now on reaches us. What was
     // published before (while disconnected, or before the 201 arrived) is
     // found by asking the API once.
@@ -240,24 +244,11 @@ function watchVoucher() {
 }
 
 function watchStock() {
-  const client = state.client;
-  withReceipt(
-    (headers) =>
-      client.subscribe(
-        `/exchange/amq.topic/stock.${state.sku}`,
-        (msg) => {
-          let body;
-          try {
-            body = JSON.parse(msg.body);
-          } catch {
-            return;
-          }
-          if (body && body.sku === state.sku && typeof body.available === 'boolean') {
-            setAvailable(body.available);
-          }
-        },
-        headers,
-      ),
+  subscribeJson(
+    `stock.${state.sku}`,
+    (body) => {
+      if (body.sku === state.sku && typeof body.available === 'boolean') setAvailable(body.available);
+    },
     // A flip may have been missed while disconnected: read the flag once.
     async () => {
       await loadProduct();

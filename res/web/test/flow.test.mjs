@@ -1,19 +1,13 @@
 // The full flow: open the page, reserve, see the voucher link pushed over
 // Web-STOMP, download it, and get a valid PDF.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BASE_URL, VOUCHER_TIMEOUT_MS, launchBrowser, uniqueSku, putProduct, openPage, waitLive,
+  BASE_URL, VOUCHER_TIMEOUT_MS, sharedBrowser, uniqueSku, putProduct, openPage, waitLive,
   fillForm, submit, screenshot, downloadVoucher, getOrder,
 } from './helpers.mjs';
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const browser = sharedBrowser();
 
 test('full flow: reserve, voucher link appears, the download is a valid PDF', async () => {
   const sku = uniqueSku('FLOW');

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { PDFDocument } from 'pdf-lib';
 import assert from 'node:assert/strict';
+import { before, after } from 'node:test';
 
 export const BASE_URL = required('BASE_URL');
 export const ADMIN_TOKEN = required('ADMIN_TOKEN');
@@ -29,6 +30,21 @@ export async function launchBrowser() {
     // Root in a container: Chromium's sandbox needs user namespaces it may not have.
     args: ['--no-sandbox', '--disable-dev-shm-usage'],
   });
+}
+
+/**
+ * One Chromium for the calling test file: launched before its tests, closed
+ * after them. Call at the file's top level; use the result's `newContext`.
+ */
+export function sharedBrowser() {
+  let browser;
+  before(async () => {
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return { newContext: (options) => browser.newContext(options) };
 }
 
 export function uniqueSku(prefix = 'BT') {

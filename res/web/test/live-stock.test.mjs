@@ -1,19 +1,13 @@
 // Live stock: two pages are open on a product with 2 units; when the other
 // page takes the last unit, the first page's form turns to "sold out" without
 // a reload (stock.<sku> pushed over Web-STOMP).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  launchBrowser, uniqueSku, putProduct, openPage, waitLive, fillForm, submit, screenshot, reserveViaApi,
+  sharedBrowser, uniqueSku, putProduct, openPage, waitLive, fillForm, submit, screenshot, reserveViaApi,
 } from './helpers.mjs';
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const browser = sharedBrowser();
 
 test('two pages: the second unit taken by the other page turns the first to sold out', async () => {
   const sku = uniqueSku('LIVE');

@@ -1,19 +1,13 @@
 // The form's messages: invalid fields (named), already reserved, sold out on
 // submit, sold out on arrival, unknown product.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  launchBrowser, uniqueSku, uniquePhone, putProduct, openPage, waitLive, fillForm, submit, screenshot,
+  sharedBrowser, uniqueSku, uniquePhone, putProduct, openPage, waitLive, fillForm, submit, screenshot,
   reserveViaApi,
 } from './helpers.mjs';
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const browser = sharedBrowser();
 
 async function withPage(sku, fn, { blockWebSockets = false } = {}) {
   const context = await browser.newContext();

@@ -2,22 +2,16 @@
 // published while the page's socket is down (so its auto-delete subscription
 // loses it), and the link still appears after the page reconnects, because
 // the page asks GET /v1/orders/{id} once after every (re)connect.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BASE_URL, VOUCHER_TIMEOUT_MS, required, launchBrowser, uniqueSku, putProduct, waitLive, fillForm, submit,
+  BASE_URL, VOUCHER_TIMEOUT_MS, required, sharedBrowser, uniqueSku, putProduct, waitLive, fillForm, submit,
   screenshot, downloadVoucher, getOrder,
 } from './helpers.mjs';
 
 const PDF_GENERATOR_PID = Number(required('PDF_GENERATOR_PID'));
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const browser = sharedBrowser();
 
 async function waitFor(what, fn, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
