@@ -582,6 +582,10 @@ ms_mon_client_mode = crc
 [client.rgw.a]
 rgw_frontends = beast endpoint=127.0.0.1:$S3_PORT
 rgw_data = $CEPH_DIR/rgw/a
+# Beast runs requests as coroutines on this many threads (default 512). On a
+# 2-core box, 8 cost about 1.7 ms of radosgw CPU per voucher PUT against 2.2 ms
+# with 512, which spend the difference switching between each other.
+rgw_thread_pool_size = 8
 EOF
     touch "$CEPH_DIR/keyring"
 }
