@@ -13,7 +13,8 @@
 # The same load tool (wrk, dev/bench/wrk_count.lua) drives rows 2-4.
 #
 # Knobs: BENCH_SECS (10) per row, BENCH_C (64), BENCH_DROP_UNITS (1000),
-# BENCH_DROP_CUSTOMERS (20000), BENCH_OUT (where the raw outputs go).
+# BENCH_DROP_CUSTOMERS (20000), BENCH_DROP_PREFETCH (64), BENCH_OUT (where the raw
+# outputs go).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +29,10 @@ C=${BENCH_C:-64}
 C_HIGH=256
 DROP_UNITS=${BENCH_DROP_UNITS:-1000}
 DROP_CUSTOMERS=${BENCH_DROP_CUSTOMERS:-20000}
+# Orders pdf-generator holds unacked, so uploads in flight, during the drop. The
+# local RGW holds each PUT until RabbitMQ confirms its event (100-150 ms), so this
+# sets the voucher rate: 32 (the service default) caps it near 150/s here.
+DROP_PREFETCH=${BENCH_DROP_PREFETCH:-64}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${BENCH_OUT:-$TARGET_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
@@ -71,6 +76,7 @@ trap 'exit 130' INT TERM
     echo "secs=$SECS"
     echo "c=$C"
     echo "c_high=$C_HIGH"
+    echo "drop_prefetch=$DROP_PREFETCH"
     echo "cpus=$(nproc)"
     echo "cpu_model=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
     echo "postgres=$("$PGBENCH" --version | awk '{print $NF}')"
@@ -155,10 +161,11 @@ stop_pid "$OA_PID"
 drop_db "$APPDB"
 
 # ---- 5. a full drop -----------------------------------------------------------
-log "full drop: S=$DROP_UNITS N=$DROP_CUSTOMERS C=$C, with pdf-generator (release)"
+log "full drop: S=$DROP_UNITS N=$DROP_CUSTOMERS C=$C, with pdf-generator (release, PREFETCH=$DROP_PREFETCH)"
 create_db "$DROPDB"
 start_order_api "$REL/order-api" "$(db_url "$DROPDB")" "$DROP_EXCHANGE" "$OUT/order-api-drop.log"
-start_pdf_generator "$REL/pdf-generator" "$DROP_EXCHANGE" "bench.$ID" "$OUT/pdf-generator.log"
+start_pdf_generator "$REL/pdf-generator" "$DROP_EXCHANGE" "bench.$ID" "$OUT/pdf-generator.log" \
+    PREFETCH="$DROP_PREFETCH"
 drop_status=0
 "$REL/drop" --target "$OA_URL" --database-url "$(db_url "$DROPDB")" \
     --units "$DROP_UNITS" --customers "$DROP_CUSTOMERS" --concurrency "$C" \

@@ -277,8 +277,8 @@ lines += [
     f"- **2–4**: wrk (`-t2 -c{C}`, and `-c256` for 4b) with dev/bench/wrk_count.lua, against one release order-api "
     "replica on a fresh database. Throughput counts only the expected answers (200, 409 `sold_out`, 201); the others "
     "are listed. The 4a/4b order counts are read back from PostgreSQL. RSS is sampled from /proc every 200 ms during 4b.",
-    "- **5**: the `drop` simulator (order-api/src/bin/drop.rs) against a fresh order-api and pdf-generator (release), "
-    "on a fresh database. Accepted orders/s is over the window from the first request to the last 201; sold-out/s from "
+    "- **5**: the `drop` simulator (order-api/src/bin/drop.rs) against a fresh order-api and pdf-generator (release, "
+    f"`PREFETCH={m.get('drop_prefetch', '32')}` uploads in flight), on a fresh database. Accepted orders/s is over the window from the first request to the last 201; sold-out/s from "
     "the first sold-out answer to the last answer; voucher latency from each 201 to its `voucher_ready` on "
     "`voucher.<order_id>`; voucher throughput is delivered vouchers over the window from the first request to the last voucher.",
     "",
