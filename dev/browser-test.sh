@@ -60,6 +60,7 @@ free_port() {
 
 PIDS=()
 DB=""
+RUN_ID=""
 cleanup() {
     local rc=$? pid
     for pid in "${PIDS[@]}"; do
@@ -75,12 +76,26 @@ cleanup() {
         "$PG_BINDIR/psql" "postgres://drop:drop@127.0.0.1:5432/postgres" -qAt \
             -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
     fi
+    if [[ -n $RUN_ID ]]; then
+        local q api=${RABBITMQ_MANAGEMENT_URL:-http://127.0.0.1:15672}/api
+        for q in "$ORDERS_QUEUE" "$EVENTS_QUEUE"; do
+            curl -fsS -u guest:guest -X DELETE "$api/queues/%2f/$q" >/dev/null 2>&1 || true
+        done
+        curl -fsS -u guest:guest -X DELETE "$api/exchanges/%2f/$ORDERS_EXCHANGE" >/dev/null 2>&1 || true
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-DB=browser_test_$$_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+RUN_ID=$$_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+DB=browser_test_$RUN_ID
+# Its own orders exchange and queues, as the other suites have: the stack's
+# default queues collect every bucket event and any leftover order while no
+# `make run` consumes them, and this run must not wait behind that backlog.
+export ORDERS_EXCHANGE=browser.orders.$RUN_ID
+export ORDERS_QUEUE=pdf-generator.orders.browser.$RUN_ID
+export EVENTS_QUEUE=pdf-generator.s3-events.browser.$RUN_ID
 "$PG_BINDIR/psql" "postgres://drop:drop@127.0.0.1:5432/postgres" -qAt -v ON_ERROR_STOP=1 \
     -c "CREATE DATABASE $DB" >/dev/null
 
