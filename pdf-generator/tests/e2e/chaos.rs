@@ -176,6 +176,13 @@ async fn sigkill_mid_batch_then_restart() {
         assert!(h.head_voucher(id).await.is_some(), "voucher {id} missing");
         assert!(!dead.has(id), "{id} was dead-lettered");
     }
+    // The first replica can die after uploading a voucher but before acking
+    // its order: the voucher is announced already, and the redelivered order
+    // is rendered again after that. So wait for the redone work itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !second.log_text().contains("redelivered=true") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let m = second.metrics(&h.http).await;
     assert_eq!(m.sum("messages_dead_lettered_total", &[]), 0.0, "{}", m.0);
     let log = second.log_text();
