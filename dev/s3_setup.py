@@ -40,12 +40,14 @@ TOPIC_ATTRIBUTES = {
     # - With "broker" the worker's ack comes after the broker took the event; if
     #   the broker goes away first, that ack fails and the order is redelivered,
     #   rendered and PUT again, which re-emits the event.
-    # - "broker" crashes radosgw now and then under load: its handler of a
-    #   multiple=true confirm that covers every outstanding publish reads past
-    #   the end of its callback list. With 64 or more PUTs in flight within
-    #   seconds; with pdf-generator's default 32, once in a 1,000-voucher drop
-    #   so far. dev/stack.sh runs a watchdog that restarts radosgw; the failed
-    #   PUTs are retried by pdf-generator and emit their events then.
+    # - "broker" can crash radosgw under load: the AMQP thread segfaults
+    #   unlocking the mutex of a PUT's waiter inside the confirm callback, most
+    #   likely because the PUT's coroutine already resumed on an idle frontend
+    #   thread and freed it. The more idle frontend threads, the likelier: with
+    #   8, about one 1,000-voucher drop in four crashed it (64 PUTs in flight);
+    #   with 2 (dev/stack.sh's rgw_thread_pool_size), none in 50 drops at 64-128.
+    #   dev/stack.sh also runs a watchdog that restarts radosgw; the failed PUTs
+    #   are retried by pdf-generator and emit their events then.
     "amqp-ack-level": "broker",
 }
 
