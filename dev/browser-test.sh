@@ -41,6 +41,8 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)
 bash dev/stack.sh up
 # shellcheck source=/dev/null
 source "$ROOT/.stack/env"
+# shellcheck source=dev/bench/lib.sh
+source "$ROOT/dev/bench/lib.sh" # delete_broker_objects
 
 bash dev/assets.sh
 # order-api embeds res/web/dist at compile time: a no-op when it is up to date.
@@ -76,13 +78,7 @@ cleanup() {
         "$PG_BINDIR/psql" "postgres://drop:drop@127.0.0.1:5432/postgres" -qAt \
             -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
     fi
-    if [[ -n $RUN_ID ]]; then
-        local q api=${RABBITMQ_MANAGEMENT_URL:-http://127.0.0.1:15672}/api
-        for q in "$ORDERS_QUEUE" "$EVENTS_QUEUE"; do
-            curl -fsS -u guest:guest -X DELETE "$api/queues/%2f/$q" >/dev/null 2>&1 || true
-        done
-        curl -fsS -u guest:guest -X DELETE "$api/exchanges/%2f/$ORDERS_EXCHANGE" >/dev/null 2>&1 || true
-    fi
+    if [[ -n $RUN_ID ]]; then delete_broker_objects "browser.$RUN_ID" "$ORDERS_EXCHANGE"; fi
     exit "$rc"
 }
 trap cleanup EXIT

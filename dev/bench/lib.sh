@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# dev/bench/lib.sh: helpers shared by dev/drop-smoke.sh and dev/bench.sh.
+# dev/bench/lib.sh: helpers shared by dev/drop-smoke.sh and dev/bench.sh (and
+# dev/browser-test.sh, for delete_broker_objects).
 # Each run gets a fresh database, its own orders exchange and its own
 # pdf-generator queues, so it never disturbs other processes on the stack.
 # Source it after the stack's env file (.stack/env).
