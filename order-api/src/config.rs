@@ -25,6 +25,8 @@ pub struct Config {
     pub json_logs: bool,
     /// Most reservations one PostgreSQL transaction takes for one SKU.
     pub max_batch: usize,
+    /// How long the outbox relay waits after a partial pass before the next.
+    pub outbox_linger: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +147,9 @@ impl Config {
             shutdown_timeout: Duration::from_secs(parsed(env, "SHUTDOWN_TIMEOUT_SECS", 20)?),
             json_logs: log_format == "json",
             max_batch: parsed::<usize>(env, "RESERVE_MAX_BATCH", 256)?.clamp(1, 4096),
+            outbox_linger: Duration::from_millis(
+                parsed::<u64>(env, "OUTBOX_LINGER_MS", 50)?.min(1000),
+            ),
         };
         Ok(config)
     }
@@ -178,6 +183,21 @@ mod tests {
         assert!(cfg.admin_token.expose_secret().starts_with("dev-"));
         assert_eq!(cfg.listen_addr.to_string(), "127.0.0.1:8080");
         assert!(cfg.listen_addr.ip().is_loopback());
+        assert_eq!(cfg.outbox_linger, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn outbox_linger_can_be_turned_off_and_is_capped() {
+        let with = |v: &'static str| {
+            Config::from_env(&MapEnv(HashMap::from([
+                ("APP_PROFILE", "dev"),
+                ("OUTBOX_LINGER_MS", v),
+            ])))
+        };
+        assert_eq!(with("0").unwrap().outbox_linger, Duration::ZERO);
+        assert_eq!(with("60000").unwrap().outbox_linger, Duration::from_secs(1));
+        let err = with("soon").unwrap_err();
+        assert!(format!("{err:#}").contains("OUTBOX_LINGER_MS"), "{err:#}");
     }
 
     #[test]

@@ -47,7 +47,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let wakeup = Arc::new(Notify::new());
     let relay = tokio::spawn(
-        Relay::new(pool.clone(), Arc::clone(&broker), Arc::clone(&wakeup)).run(background.clone()),
+        Relay::new(
+            pool.clone(),
+            Arc::clone(&broker),
+            Arc::clone(&wakeup),
+            config.outbox_linger,
+        )
+        .run(background.clone()),
     );
     outbox::spawn_backlog_gauge(pool.clone(), Duration::from_secs(5), background.clone());
     let reserver = Reserver::new(pool.clone(), Arc::clone(&flag), wakeup, config.max_batch);
