@@ -149,9 +149,7 @@ impl Fonts {
     /// layout keeps measuring with the full faces.
     fn subset(&self, face: Face, chars: &BTreeSet<char>) -> Result<ParsedFont, RenderError> {
         let (_, name) = face.file();
-        let bytes = self.subset_bytes(face, chars)?;
-        ParsedFont::from_bytes(&bytes, 0, &mut Vec::new())
-            .ok_or_else(|| RenderError::Subset(name, "the subset does not parse".to_owned()))
+        parse_subset(&self.subset_bytes(face, chars)?, name)
     }
 
     /// The subset font file: from the face's cut when it has every character
@@ -243,19 +241,18 @@ impl Fonts {
     }
 }
 
-/// `face` cut down to `chars` (those it has), as a source to subset from.
+/// `face` cut down to `chars`, as a source to subset from. Characters the face
+/// lacks are left out of every subset alike, so `chars` may name some.
 fn cut(face: Face, whole: &ParsedFont, chars: BTreeSet<char>) -> Result<Cut, RenderError> {
     let (bytes, name) = face.file();
-    let chars: BTreeSet<char> = chars
-        .into_iter()
-        .filter(|c| whole.lookup_glyph_index(*c as u32).is_some())
-        .collect();
     let bytes = subset(bytes, whole, name, &chars)?;
-    let font = ParsedFont::from_bytes(&bytes, 0, &mut Vec::new()).ok_or(RenderError::Subset(
-        name,
-        "a cut of the face does not parse".into(),
-    ))?;
+    let font = parse_subset(&bytes, name)?;
     Ok(Cut { chars, bytes, font })
+}
+
+fn parse_subset(bytes: &[u8], name: &'static str) -> Result<ParsedFont, RenderError> {
+    ParsedFont::from_bytes(bytes, 0, &mut Vec::new())
+        .ok_or_else(|| RenderError::Subset(name, "a subset of the face does not parse".into()))
 }
 
 /// The font file `bytes` (parsed as `font`) cut down to the glyphs of
