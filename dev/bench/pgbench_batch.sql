@@ -2,7 +2,7 @@
 -- reserve_batch + insert_orders), for a batch of :batch requests without
 -- Idempotency-Keys, statement by statement as the reserver issues them.
 -- Differences, none of which change the work PostgreSQL does: the arrays
--- order-api binds as parameters ($2..$5 of insert_orders) are built here from
+-- order-api binds as parameters ($2..$7 of insert_orders) are built here from
 -- a per-client counter with generate_series, and the order ids with md5();
 -- order-api sends each statement with its parameter types in one round trip
 -- (query_typed), pgbench with -M prepared.
@@ -20,14 +20,15 @@ WITH new_orders AS (
                  '+1' || (:base::bigint + g) AS phone
           FROM generate_series(1, :batch) g) AS o
     ON CONFLICT (sku, phone) DO NOTHING
-    RETURNING order_id, first_name, last_name, created_at
+    RETURNING order_id, first_name, last_name
 ), new_outbox AS (
     INSERT INTO outbox (order_id, payload)
-    SELECT order_id, jsonb_build_object(
-        'order_id', order_id, 'sku', :sku::text, 'product_name', 'Bench product'::text,
-        'first_name', first_name, 'last_name', last_name,
-        'created_at', to_char(created_at AT TIME ZONE 'UTC', :fmt::text))
-    FROM new_orders
+    SELECT min(order_id), jsonb_build_object(
+        'sku', :sku::text, 'product_name', 'Bench product'::text,
+        'created_at', to_char(now() AT TIME ZONE 'UTC', :fmt::text),
+        'orders', jsonb_agg(jsonb_build_object(
+            'order_id', order_id, 'first_name', first_name, 'last_name', last_name)))
+    FROM new_orders HAVING count(*) > 0
 ), units AS (
     UPDATE products SET reserved = reserved + (SELECT count(*) FROM new_orders), updated_at = now()
     WHERE sku = :sku

@@ -105,7 +105,8 @@ impl Broker {
         result.map(|_confirm| ())
     }
 
-    /// Publishes one accepted order, persistent, returning the pending confirm.
+    /// Publishes one outbox row (a batch of accepted orders, or one order if
+    /// an earlier version wrote it), persistent, returning the pending confirm.
     pub async fn publish_order(
         &self,
         channel: &Channel,

@@ -11,10 +11,12 @@
 //! 2. It decides each request in arrival order: replay, a repeat within the
 //!    batch, reserved (while units remain), or waiting for a unit.
 //! 3. One statement inserts the orders (`ON CONFLICT (sku, phone) DO
-//!    NOTHING`) and their outbox rows and bumps `reserved` by what it
-//!    inserted. A phone that already held a reservation conflicts: that
-//!    request is `already_reserved` and its unit goes to the next waiting
-//!    request in another round. What still waits is `sold_out`.
+//!    NOTHING`), one outbox row carrying all of them (published as one
+//!    message, so the relay's cost is paid per batch, not per order), and
+//!    bumps `reserved` by what it inserted. A phone that already held a
+//!    reservation conflicts: that request is `already_reserved` and its unit
+//!    goes to the next waiting request in another round. What still waits is
+//!    `sold_out`.
 //! 4. The keyed outcomes are stored; then COMMIT.
 //!
 //! Every statement is sent with its parameter types, one round trip each,
@@ -584,8 +586,9 @@ async fn reserve_batch(
     })
 }
 
-/// Inserts the orders whose phone holds no reservation yet, their outbox
-/// rows, and takes their units, in one statement; returns the ids inserted.
+/// Inserts the orders whose phone holds no reservation yet, one outbox row
+/// carrying all of them (the relay publishes it as one message), and takes
+/// their units, in one statement; returns the ids inserted.
 /// The CHECK `reserved <= stock` would abort the transaction if the
 /// arithmetic above were ever wrong: the database refuses to oversell.
 async fn insert_orders(
@@ -608,15 +611,15 @@ async fn insert_orders(
                  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
                      AS o(id, first, last, phone)
                  ON CONFLICT (sku, phone) DO NOTHING
-                 RETURNING order_id, first_name, last_name, created_at
+                 RETURNING order_id, first_name, last_name
              ), new_outbox AS (
                  INSERT INTO outbox (order_id, payload)
-                 SELECT order_id, jsonb_build_object(
-                     'order_id', order_id, 'sku', $1::text, 'product_name', $7::text,
-                     'first_name', first_name, 'last_name', last_name,
-                     'created_at', to_char(created_at AT TIME ZONE 'UTC',
-                                           'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
-                 FROM new_orders
+                 SELECT min(order_id), jsonb_build_object(
+                     'sku', $1::text, 'product_name', $7::text,
+                     'created_at', to_char($6 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                     'orders', jsonb_agg(jsonb_build_object(
+                         'order_id', order_id, 'first_name', first_name, 'last_name', last_name)))
+                 FROM new_orders HAVING count(*) > 0
              ), units AS (
                  UPDATE products
                  SET reserved = reserved + (SELECT count(*) FROM new_orders), updated_at = now()

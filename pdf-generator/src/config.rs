@@ -83,6 +83,7 @@ pub struct Config {
     pub amqp_url: SecretString,
     pub s3: S3Config,
     pub voucher_url_ttl: Duration,
+    /// Unacked messages per consumer, and orders rendered or uploaded at once.
     pub prefetch: u16,
     pub max_attempts: u32,
     /// The exchange order-api publishes accepted orders to (`orders`); tests

@@ -78,6 +78,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             queue: config.orders_queue.clone(),
             max_attempts: config.max_attempts,
             render_slots: Arc::new(Semaphore::new(cores)),
+            order_slots: Arc::new(Semaphore::new(config.prefetch.into())),
         };
         roles.spawn(consumer::run(
             Arc::new(renderer),

@@ -1,5 +1,5 @@
-//! The order message order-api publishes (docs/design.md, "Order accepted"),
-//! and the order id newtype that every other module trusts.
+//! The messages order-api publishes (docs/design.md, "Orders accepted"), and
+//! the order id newtype that every other module trusts.
 
 use std::fmt;
 
@@ -60,9 +60,55 @@ pub struct Order {
     pub created_at: DateTime<Utc>,
 }
 
+/// Orders of one SKU accepted in one reservation statement: what order-api's
+/// outbox publishes. What the orders share is stated once.
+#[derive(Debug, Deserialize)]
+struct Batch {
+    sku: String,
+    product_name: String,
+    created_at: DateTime<Utc>,
+    orders: Vec<BatchEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchEntry {
+    order_id: OrderId,
+    first_name: String,
+    last_name: String,
+}
+
 impl Order {
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    /// The orders in one message: a batch (`{"sku", "product_name",
+    /// "created_at", "orders": [...]}`) or, as earlier versions of order-api
+    /// published, a single order.
+    pub fn all_from_json(bytes: &[u8]) -> Result<Vec<Self>, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Shape {
+            orders: Option<serde::de::IgnoredAny>,
+        }
+        if serde_json::from_slice::<Shape>(bytes)?.orders.is_none() {
+            return Self::from_json(bytes).map(|order| vec![order]);
+        }
+        let batch: Batch = serde_json::from_slice(bytes)?;
+        if batch.orders.is_empty() {
+            return Err(serde::de::Error::custom("a batch without orders"));
+        }
+        Ok(batch
+            .orders
+            .into_iter()
+            .map(|entry| Order {
+                order_id: entry.order_id,
+                sku: batch.sku.clone(),
+                product_name: batch.product_name.clone(),
+                first_name: entry.first_name,
+                last_name: entry.last_name,
+                created_at: batch.created_at,
+            })
+            .collect())
     }
 
     pub fn full_name(&self) -> String {
@@ -87,6 +133,56 @@ mod tests {
         assert_eq!(order.order_id.as_str(), ID);
         assert_eq!(order.full_name(), "Zoë Ñúñez");
         assert_eq!(order.created_at.timestamp_subsec_micros(), 123_456);
+    }
+
+    #[test]
+    fn a_batch_shares_its_sku_product_and_time() {
+        let other = "fedcba9876543210fedcba9876543210";
+        let json = format!(
+            r#"{{"sku":"sneaker-42","product_name":"Sneaker","created_at":"2026-11-24T12:00:00.5Z",
+                "orders":[{{"order_id":"{ID}","first_name":"Zoë","last_name":"Ñúñez"}},
+                          {{"order_id":"{other}","first_name":"张","last_name":"伟","added_later":1}}]}}"#
+        );
+        let orders = Order::all_from_json(json.as_bytes()).expect("valid batch");
+        let ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+        assert_eq!(ids, [ID, other]);
+        assert_eq!(orders[1].full_name(), "张 伟");
+        for order in &orders {
+            assert_eq!(order.sku, "sneaker-42");
+            assert_eq!(order.product_name, "Sneaker");
+            assert_eq!(order.created_at.timestamp_subsec_millis(), 500);
+        }
+    }
+
+    #[test]
+    fn a_single_order_message_is_a_batch_of_one() {
+        let json = format!(
+            r#"{{"order_id":"{ID}","sku":"s","product_name":"p","first_name":"a","last_name":"b",
+                "created_at":"2026-11-24T12:00:00Z"}}"#
+        );
+        let orders = Order::all_from_json(json.as_bytes()).expect("valid order");
+        assert_eq!(orders.len(), 1);
+        assert_eq!(orders[0].order_id.as_str(), ID);
+    }
+
+    #[test]
+    fn refuses_malformed_batches() {
+        let entry = format!(r#"{{"order_id":"{ID}","first_name":"a","last_name":"b"}}"#);
+        for bad in [
+            r#"{"sku":"s","product_name":"p","created_at":"2026-11-24T12:00:00Z","orders":[]}"#
+                .to_owned(),
+            format!(r#"{{"sku":"s","product_name":"p","orders":[{entry}]}}"#),
+            format!(
+                r#"{{"sku":"s","product_name":"p","created_at":"2026-11-24T12:00:00Z","orders":[{entry},{{"order_id":"../x","first_name":"a","last_name":"b"}}]}}"#
+            ),
+            r#"{"orders": 1}"#.to_owned(),
+            "[]".to_owned(),
+        ] {
+            assert!(
+                Order::all_from_json(bad.as_bytes()).is_err(),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]

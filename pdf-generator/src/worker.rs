@@ -1,10 +1,11 @@
-//! The renderer: one order message in, one voucher object out.
+//! The renderer: one order message in, one voucher object per order out.
 //!
-//! Order of events per delivery: parse → render (blocking pool) → upload with
-//! retries → ack. A message that cannot be parsed or rendered will never
-//! succeed, so it is dead-lettered at once; an upload that keeps failing is
-//! dead-lettered after `MAX_ATTEMPTS`, so it is kept for inspection and never
-//! loops.
+//! A message holds a batch of orders (docs/design.md, "Orders accepted").
+//! Order of events per delivery: parse → for every order at once, render
+//! (blocking pool) → upload with retries → then one ack. A message that cannot
+//! be parsed or rendered will never succeed, so it is dead-lettered at once;
+//! an upload that keeps failing is dead-lettered after `MAX_ATTEMPTS`, so it
+//! is kept for inspection and never loops.
 //!
 //! Redelivery is idempotent by overwriting: the key is the order id, and the
 //! same order renders the same voucher, so a second PUT replaces the object
@@ -17,6 +18,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::future::join_all;
 use lapin::message::Delivery;
 use lapin::{Channel, Connection};
 use tokio::sync::Semaphore;
@@ -38,8 +40,11 @@ pub struct Renderer {
     pub max_attempts: u32,
     /// Rendering is CPU-bound: running more renders than cores only adds
     /// memory (each holds a copy of the fonts while subsetting) and latency.
-    /// Uploads are not limited by this; prefetch bounds them.
     pub render_slots: Arc<Semaphore>,
+    /// Orders between parse and upload, across all messages (`PREFETCH`): a
+    /// message can hold a whole reservation batch, so the prefetch alone,
+    /// which counts messages, would not bound the uploads in flight.
+    pub order_slots: Arc<Semaphore>,
 }
 
 impl Handler for Renderer {
@@ -62,8 +67,8 @@ impl Handler for Renderer {
     }
 
     async fn handle(&self, delivery: &Delivery, _: &(), shutdown: &CancellationToken) -> Outcome {
-        let order = match Order::from_json(&delivery.data) {
-            Ok(order) => order,
+        let orders = match Order::all_from_json(&delivery.data) {
+            Ok(orders) => orders,
             Err(e) => {
                 let message_id = delivery
                     .properties
@@ -74,12 +79,34 @@ impl Handler for Renderer {
                 return Outcome::DeadLetter("malformed");
             }
         };
+        let outcomes = join_all(
+            orders
+                .into_iter()
+                .map(|order| self.voucher(order, delivery.redelivered, shutdown)),
+        )
+        .await;
+        settle(outcomes)
+    }
+}
+
+impl Renderer {
+    /// Renders and uploads one order's voucher; what the message's outcome
+    /// would be if this order were all it held.
+    async fn voucher(
+        &self,
+        order: Order,
+        redelivered: bool,
+        shutdown: &CancellationToken,
+    ) -> Outcome {
+        // Only if a semaphore were closed, which we never do.
+        let Ok(_in_flight) = self.order_slots.acquire().await else {
+            return Outcome::Requeue;
+        };
         let order_id = order.order_id.clone();
         let created_at = order.created_at;
 
         let pdf = {
             let Ok(_slot) = self.render_slots.acquire().await else {
-                // Only if the semaphore were closed, which we never do.
                 return Outcome::Requeue;
             };
             let fonts = Arc::clone(&self.fonts);
@@ -112,7 +139,7 @@ impl Handler for Renderer {
         match upload {
             Ok(()) => {
                 ::metrics::counter!(metrics::UPLOADED).increment(1);
-                tracing::info!(%order_id, bytes = pdf.len(), redelivered = delivery.redelivered, "voucher uploaded");
+                tracing::info!(%order_id, bytes = pdf.len(), redelivered, "voucher uploaded");
                 Outcome::Ack
             }
             Err(RetryError::Permanent(e)) => {
@@ -128,5 +155,45 @@ impl Handler for Renderer {
                 Outcome::Requeue
             }
         }
+    }
+}
+
+/// One message's outcome from its orders' outcomes. Any order interrupted by
+/// shutdown gives the whole message back (its finished vouchers are uploaded
+/// again on redelivery, which overwriting makes harmless); otherwise any
+/// order that can never succeed dead-letters the message, so it is kept for
+/// inspection, with the reason of the first such order. Vouchers the other
+/// orders finished stay uploaded and announced: re-driving the message from
+/// the dead-letter queue only uploads them again.
+fn settle(outcomes: Vec<Outcome>) -> Outcome {
+    if outcomes.contains(&Outcome::Requeue) {
+        return Outcome::Requeue;
+    }
+    outcomes
+        .into_iter()
+        .find(|o| matches!(o, Outcome::DeadLetter(_)))
+        .unwrap_or(Outcome::Ack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_settles_on_its_worst_order() {
+        use Outcome::*;
+        assert_eq!(settle(vec![Ack, Ack]), Ack);
+        assert_eq!(
+            settle(vec![
+                Ack,
+                DeadLetter("render_failed"),
+                DeadLetter("upload_rejected")
+            ]),
+            DeadLetter("render_failed")
+        );
+        assert_eq!(
+            settle(vec![DeadLetter("render_failed"), Requeue, Ack]),
+            Requeue
+        );
     }
 }

@@ -135,6 +135,26 @@ impl TestDb {
             .collect()
     }
 
+    /// The order ids the outbox still holds for `sku`, one entry per
+    /// appearance (a row carries a batch of orders), sorted.
+    pub async fn outbox_order_ids(&self, sku: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .client()
+            .await
+            .query(
+                "SELECT e->>'order_id' FROM outbox, jsonb_array_elements(payload->'orders') e
+                 WHERE payload->>'sku' = $1",
+                &[&sku],
+            )
+            .await
+            .expect("outbox")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        ids.sort();
+        ids
+    }
+
     pub async fn count(&self, sql: &str, sku: &str) -> i64 {
         let row = self
             .client()

@@ -54,6 +54,7 @@ async fn reservation_is_durable_with_its_outbox_row() {
         .await
         .expect("order row");
     assert_eq!(row.get::<_, String>(0), "+358407654321");
+    // A batch of one: the outbox row is named by its (lowest) order id.
     let outbox = client
         .query_one(
             "SELECT payload FROM outbox WHERE order_id = $1",
@@ -62,9 +63,17 @@ async fn reservation_is_durable_with_its_outbox_row() {
         .await
         .expect("outbox row");
     let payload: serde_json::Value = outbox.get(0);
-    assert_eq!(payload["order_id"], order_id.as_str());
+    assert_eq!(payload["sku"], sku.as_str());
     assert_eq!(payload["product_name"], "Hoodie");
-    assert_eq!(payload["first_name"], "张");
+    let created_at = payload["created_at"].as_str().expect("created_at");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created_at).is_ok(),
+        "{payload}"
+    );
+    let orders = payload["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 1, "{payload}");
+    assert_eq!(orders[0]["order_id"], order_id.as_str());
+    assert_eq!(orders[0]["first_name"], "张");
     let reserved: i32 = client
         .query_one("SELECT reserved FROM products WHERE sku = $1", &[&sku])
         .await

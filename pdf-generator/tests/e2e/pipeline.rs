@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use lapin::BasicProperties;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 
@@ -115,6 +116,63 @@ async fn happy_path_voucher_for_names_in_any_script() {
         m.0
     );
     assert!(m.0.contains("voucher_end_to_end_seconds_bucket"), "{}", m.0);
+}
+
+/// order-api publishes one message per reservation batch: one delivery that
+/// carries several orders gives each its own voucher, and is acked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_message_gets_a_voucher_per_order_and_one_ack() {
+    let h = Harness::new("batch").await;
+    let vouchers = h.collector();
+    h.subscribe_voucher("voucher.*").await;
+    let pdfgen = h.pdf_generator("pdf-generator", &[]).await;
+
+    let customers = [("Ada", "Lovelace"), ("张", "伟"), ("Zoë", "Ñúñez")];
+    let ids: Vec<String> = customers
+        .iter()
+        .map(|_| format!("{:032x}", rand::random::<u128>()))
+        .collect();
+    let batch = serde_json::json!({
+        "sku": h.sku,
+        "product_name": "Batch drop",
+        "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "orders": ids.iter().zip(customers).map(|(id, (first, last))| serde_json::json!({
+            "order_id": id, "first_name": first, "last_name": last,
+        })).collect::<Vec<_>>(),
+    });
+    let lowest = ids.iter().min().expect("ids").clone();
+    h.publish(
+        &h.exchange,
+        "order.reserved",
+        batch.to_string().as_bytes(),
+        BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id(lowest.into()),
+    )
+    .await;
+
+    let messages = vouchers.wait_all(&ids, Duration::from_secs(20)).await;
+    for (id, (first, last)) in ids.iter().zip(customers) {
+        h.verify_voucher(
+            &messages[id],
+            id,
+            &[&format!("{first} {last}"), "Batch drop"],
+        )
+        .await;
+    }
+    let m = eventually("the delivery is acked", Duration::from_secs(10), || async {
+        let m = pdfgen.metrics(&h.http).await;
+        (m.sum("messages_acked_total", &[r#"role="render""#]) >= 1.0).then_some(m)
+    })
+    .await;
+    let render = [r#"role="render""#];
+    for (metric, labels, want) in [
+        ("messages_consumed_total", &render[..], 1.0),
+        ("messages_acked_total", &render[..], 1.0),
+        ("vouchers_uploaded_total", &[][..], ids.len() as f64),
+    ] {
+        assert_eq!(m.sum(metric, labels), want, "{metric}: {}", m.0);
+    }
 }
 
 /// SIGTERM: the replica stops taking deliveries, finishes and acks what it
