@@ -31,9 +31,7 @@ impl Phone {
                 "is not a valid number for its country code",
             ));
         }
-        Ok(Self(
-            number.format().mode(phonenumber::Mode::E164).to_string(),
-        ))
+        Ok(Self(e164(&number)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -41,9 +39,36 @@ impl Phone {
     }
 }
 
+/// `+`, the country code and the national number with its leading zeros:
+/// what `number.format().mode(Mode::E164)` writes, without the formatter's
+/// search for a national format pattern, which E.164 never uses (a quarter
+/// of the cost of parsing a phone).
+fn e164(number: &phonenumber::PhoneNumber) -> String {
+    format!("+{}{}", number.country().code(), number.national())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn e164_matches_the_library_formatter() {
+        for raw in [
+            "+358401234567",
+            "+39 06 6982 0000",
+            "+39 333 123 4567",
+            "+44 20 7946 0958",
+            "+1 650 253 0000",
+            "+86 138 0013 8000",
+            "+49 30 901820",
+            "+225 07 0123 4567",
+            "+7 495 123 4567",
+        ] {
+            let number = phonenumber::parse(None, raw).unwrap();
+            let library = number.format().mode(phonenumber::Mode::E164).to_string();
+            assert_eq!(e164(&number), library, "{raw}");
+        }
+    }
 
     #[test]
     fn normalises_spacing_and_punctuation() {
