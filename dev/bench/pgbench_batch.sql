@@ -3,9 +3,9 @@
 -- Idempotency-Keys, statement by statement as the reserver issues them.
 -- Differences, none of which change the work PostgreSQL does: the arrays
 -- order-api binds as parameters ($2..$7 of insert_orders) are built here from
--- a per-client counter with generate_series, and the order ids with md5();
--- order-api sends each statement with its parameter types in one round trip
--- (query_typed), pgbench with -M prepared.
+-- a per-client counter with generate_series, and the order ids with md5().
+-- Both run the statements prepared (order-api once per connection, pgbench
+-- with -M prepared).
 -- Variables: sku, batch, n (-D n=0, a per-client counter),
 -- fmt (-D, the created_at format order-api writes; passed as a variable
 -- because pgbench would read its colons as variable names).
