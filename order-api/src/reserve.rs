@@ -19,8 +19,8 @@
 //!    `sold_out`.
 //! 4. The keyed outcomes are stored; then COMMIT.
 //!
-//! Every statement is sent with its parameter types, one round trip each,
-//! so the lock is held for three or four round trips and the commit.
+//! Every statement is prepared once per connection and then costs one round
+//! trip, so the lock is held for three or four round trips and the commit.
 //!
 //! Only after COMMIT returns does any caller get its answer, so a 201 always
 //! means the order is durable. At low load a batch holds one request and adds
