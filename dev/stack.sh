@@ -151,10 +151,12 @@ ensure_packages() {
             apt-get update -q &&
                 apt-get install -y -q --no-install-recommends "${missing[@]}"
         } >"$log" 2>&1 || {
-            ((created_policy)) && rm -f "$policy"
+            if ((created_policy)); then rm -f "$policy"; fi
             die_log "apt-get install ${missing[*]} failed" "$log"
         }
-        ((created_policy)) && rm -f "$policy"
+        # An `((…)) && …` as the last statement would return 1 when the policy file
+        # was already there (container-built images ship one) and end the script.
+        if ((created_policy)); then rm -f "$policy"; fi
     fi
 }
 
