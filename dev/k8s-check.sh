@@ -73,6 +73,19 @@ KUBECTL="$BIN/kubectl"
 # helm must not read or write the user's config while linting offline.
 export HELM_CACHE_HOME="$TOOLS/helm/cache" HELM_CONFIG_HOME="$TOOLS/helm/config" HELM_DATA_HOME="$TOOLS/helm/data"
 
+# --- promtool (Debian's prometheus package) for the alert unit tests ----------
+# Installing the package must not start a daemon: with no init system here
+# its postinst starts nothing, and a policy-rc.d that refuses starts is
+# respected where one exists.
+if ! command -v promtool >/dev/null; then
+  command -v apt-get >/dev/null || die "promtool missing and no apt-get to install Debian's prometheus package"
+  log "installing promtool (Debian package prometheus)"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends prometheus >/dev/null \
+    || { apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+         apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends prometheus >/dev/null; } \
+    || die "could not install Debian's prometheus package (promtool)"
+fi
+
 # --- render --------------------------------------------------------------------
 rm -rf "$OUT"; mkdir -p "$OUT"
 cd "$ROOT"
@@ -80,9 +93,11 @@ cd "$ROOT"
 log "helm lint --strict charts/drop (default and prod values)"
 "$HELM" lint --strict charts/drop
 "$HELM" lint --strict charts/drop -f charts/drop/ci/prod-values.yaml
+"$HELM" lint --strict charts/drop -f charts/drop/ci/rook-values.yaml
 log "helm template"
 "$HELM" template drop charts/drop --namespace drop >"$OUT/helm-default.yaml"
 "$HELM" template drop charts/drop --namespace drop -f charts/drop/ci/prod-values.yaml >"$OUT/helm-prod.yaml"
+"$HELM" template drop charts/drop --namespace drop -f charts/drop/ci/rook-values.yaml >"$OUT/helm-rook.yaml"
 
 log "kubectl kustomize of every overlay"
 for overlay in k8s/overlays/*/; do

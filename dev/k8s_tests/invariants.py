@@ -70,6 +70,35 @@ def _config_value(objs, namespace, pod_spec, container, var, default):
     return default
 
 
+def autoscalers_of(objs, deployment):
+    """(autoscaler, its floor) for every HPA or KEDA ScaledObject that scales
+    this Deployment."""
+    dname = deployment.get("metadata", {}).get("name")
+    dns = deployment.get("metadata", {}).get("namespace")
+    for kind, field, default in (("HorizontalPodAutoscaler", "minReplicas", 1), ("ScaledObject", "minReplicaCount", 0)):
+        for a in of_kind(objs, kind):
+            ref = (a.get("spec") or {}).get("scaleTargetRef") or {}
+            if ref.get("name") == dname and ref.get("kind", "Deployment") == "Deployment" \
+                    and a.get("metadata", {}).get("namespace") == dns:
+                yield a, a["spec"].get(field, default)
+
+
+def check_autoscaled_replicas(objs) -> list[str]:
+    """A Deployment scaled by an HPA or a ScaledObject must not set
+    spec.replicas: each `kubectl apply` / `helm upgrade` would reset the
+    running count to it (20 pods to 3 in the middle of a drop). Kubernetes'
+    HPA docs: remove spec.replicas from autoscaled workloads."""
+    out = []
+    for d in of_kind(objs, "Deployment"):
+        scalers = [name(a) for a, _ in autoscalers_of(objs, d)]
+        if scalers and "replicas" in (d.get("spec") or {}):
+            out.append(f"{name(d)}: sets spec.replicas {d['spec']['replicas']} although "
+                       f"{', '.join(scalers)} scales it")
+    if not of_kind(objs, "HorizontalPodAutoscaler") and not of_kind(objs, "ScaledObject"):
+        out.append("no autoscaler rendered")
+    return out
+
+
 # ---------------------------------------------------------------------------
 def check_deployments(objs) -> list[str]:
     """Every Deployment: >= 2 replicas (and autoscaler floors >= 2), a PDB that
@@ -85,18 +114,15 @@ def check_deployments(objs) -> list[str]:
         tpl = spec.get("template", {})
         labels = tpl.get("metadata", {}).get("labels") or {}
         pod = tpl.get("spec", {})
-        replicas = spec.get("replicas", 1)
-        if replicas < 2:
+        # An autoscaled Deployment's floor is its autoscaler's (check_autoscaled_replicas
+        # makes sure it carries no `replicas` of its own).
+        floors = [(name(a), f) for a, f in autoscalers_of(objs, d)]
+        replicas = min(f for _, f in floors) if floors else spec.get("replicas", 1)
+        if not floors and replicas < 2:
             out.append(f"{n}: replicas {replicas} < 2")
-
-        for hpa in of_kind(objs, "HorizontalPodAutoscaler"):
-            if hpa["spec"]["scaleTargetRef"].get("name") == meta.get("name"):
-                if hpa["spec"].get("minReplicas", 1) < 2:
-                    out.append(f"{n}: {name(hpa)} minReplicas < 2")
-        for so in of_kind(objs, "ScaledObject"):
-            if so["spec"]["scaleTargetRef"].get("name") == meta.get("name"):
-                if so["spec"].get("minReplicaCount", 0) < 2:
-                    out.append(f"{n}: {name(so)} minReplicaCount < 2")
+        for owner, floor in floors:
+            if floor < 2:
+                out.append(f"{n}: {owner} floor {floor} < 2")
 
         pdbs = [
             p for p in of_kind(objs, "PodDisruptionBudget")
@@ -292,6 +318,12 @@ def check_cnpg(objs, min_instances=3) -> list[str]:
             out.append(f"{name(c)}: {number} synchronous standbys but only {instances - 1} standbys")
         if sync and sync.get("dataDurability", "required") != "required":
             out.append(f"{name(c)}: dataDurability {sync.get('dataDurability')} may drop to async")
+        # Without the quorum check CNPG may promote the standby that did not
+        # confirm a commit, if the one that did is lost with the primary
+        # (CNPG docs/src/failover.md, "Failover Quorum").
+        if sync and number >= 1 and not sync.get("failoverQuorum"):
+            out.append(f"{name(c)}: no synchronous.failoverQuorum: losing the primary and the confirming "
+                       "standby may promote a replica without an acknowledged commit")
         aff = spec.get("affinity") or {}
         if not (aff.get("enablePodAntiAffinity", True) and aff.get("podAntiAffinityType") == "required"
                 and aff.get("topologyKey", HOST) == HOST):

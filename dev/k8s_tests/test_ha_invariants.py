@@ -62,13 +62,14 @@ def test_dragonfly_master_and_replica(load, variant):
 def test_dev_is_single_replica(load):
     # The counterpart: dev is small, and the HA check says so.
     objs = load("kustomize-dev")
-    assert any("replicas 1 < 2" in v for v in inv.check_deployments(objs))
+    assert any("floor 1 < 2" in v for v in inv.check_deployments(objs))
     assert any("instances 1 < 3" in v for v in inv.check_cnpg(objs))
 
 
 # --- counter-examples --------------------------------------------------------
 DEPLOYMENT_MUTATIONS = {
-    "one replica": lambda o: find(o, "Deployment", "order-api")["spec"].update(replicas=1),
+    "one replica, no autoscaler": lambda o: (o.remove(find(o, "HorizontalPodAutoscaler")),
+                                             find(o, "Deployment", "order-api")["spec"].update(replicas=1)),
     "hpa floor 1": lambda o: find(o, "HorizontalPodAutoscaler")["spec"].update(minReplicas=1),
     "keda floor 1": lambda o: find(o, "ScaledObject")["spec"].update(minReplicaCount=1),
     "no pdb": lambda o: o.remove(find(o, "PodDisruptionBudget", "pdf-generator")),
@@ -162,7 +163,7 @@ def test_tenant_check_fails_on_counter_example(load, mutation):
 
 
 @pytest.mark.parametrize("mutation", ["two instances", "async", "preferred durability", "legacy zero sync",
-                                      "soft anti-affinity", "no zone spread", "too many sync"])
+                                      "soft anti-affinity", "no zone spread", "too many sync", "no failover quorum"])
 def test_cnpg_check_fails_on_counter_example(load, mutation):
     objs = load("kustomize-prod")
     spec = find(objs, "Cluster")["spec"]
@@ -179,6 +180,8 @@ def test_cnpg_check_fails_on_counter_example(load, mutation):
         spec["affinity"]["podAntiAffinityType"] = "preferred"
     elif mutation == "no zone spread":
         spec.pop("topologySpreadConstraints")
+    elif mutation == "no failover quorum":
+        spec["postgresql"]["synchronous"].pop("failoverQuorum")
     else:
         spec["postgresql"]["synchronous"]["number"] = 3
     assert inv.check_cnpg(objs)

@@ -13,7 +13,7 @@ VARIANTS = render.variants()
 def test_all_variants_rendered():
     expected = {
         "kustomize-dev", "kustomize-prod", "kustomize-prod-rook-ceph",
-        "kustomize-prod-pg-backup", "helm-default", "helm-prod",
+        "kustomize-prod-pg-backup", "helm-default", "helm-prod", "helm-rook",
     }
     assert expected <= set(VARIANTS), f"missing renders: {expected - set(VARIANTS)}"
 
