@@ -50,7 +50,7 @@ fi
 PGBENCH=${PG_BINDIR:-/usr/lib/postgresql/15/bin}/pgbench
 [[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench)
 log "building order-api and pdf-generator (release)"
-cargo build --release -p order-api -p pdf-generator
+cargo build --release --workspace --bins
 REL=$TARGET_DIR/release
 T_BUILT=$SECONDS
 

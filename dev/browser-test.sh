@@ -47,8 +47,7 @@ source "$ROOT/dev/bench/lib.sh" # delete_broker_objects
 bash dev/assets.sh
 # order-api embeds res/web/dist at compile time: a no-op when it is up to date.
 if command -v cargo >/dev/null; then
-    cargo build -q -p order-api
-    [[ -x target/debug/pdf-generator ]] || cargo build -q -p pdf-generator
+    cargo build -q --workspace --bins
 fi
 for bin in order-api pdf-generator; do
     [[ -x $CARGO_TARGET_DIR/debug/$bin ]] || die "$CARGO_TARGET_DIR/debug/$bin is missing: cargo build -p $bin"

@@ -22,7 +22,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 OUT=${CARGO_TARGET_DIR:-$ROOT/target}/drop-smoke
 mkdir -p "$OUT"
 
-cargo build --quiet -p order-api -p pdf-generator --bins
+cargo build --quiet --workspace --bins
 
 ID=$(random_hex 4)
 DB=dropsmoke_$ID

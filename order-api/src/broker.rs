@@ -6,16 +6,13 @@
 
 use std::time::Duration;
 
+use drop_contract::topology;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
-    options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions},
-    types::FieldTable,
+    BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
-
-/// The exchange browsers read from: `voucher.<order_id>` and `stock.<sku>`.
-pub const TOPIC_EXCHANGE: &str = "amq.topic";
 
 pub struct Broker {
     url: SecretString,
@@ -61,19 +58,7 @@ impl Broker {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        // Same arguments as pdf-generator and the Kubernetes topology objects
-        // (docs/design.md): a mismatch would be refused with PRECONDITION_FAILED.
-        channel
-            .exchange_declare(
-                self.orders_exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        topology::declare_orders_exchange(&channel, &self.orders_exchange).await?;
         tracing::info!(exchange = %self.orders_exchange, "connected to RabbitMQ");
         *state = Some((conn, channel.clone()));
         Ok(channel)
@@ -92,7 +77,7 @@ impl Broker {
         let channel = self.channel().await?;
         let result = channel
             .basic_publish(
-                TOPIC_EXCHANGE.into(),
+                topology::TOPIC_EXCHANGE.into(),
                 routing_key.into(),
                 BasicPublishOptions::default(),
                 body,
@@ -116,7 +101,7 @@ impl Broker {
         channel
             .basic_publish(
                 self.orders_exchange.as_str().into(),
-                "order.reserved".into(),
+                topology::ORDER_RESERVED_KEY.into(),
                 BasicPublishOptions::default(),
                 body,
                 BasicProperties::default()

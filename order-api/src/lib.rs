@@ -4,20 +4,32 @@
 //! - [`http`]: routes, extractors, the one error type, request metrics.
 //! - [`domain`]: newtypes that can only hold valid values (`Phone`, `Sku`, …).
 //! - [`reserve`]: where a unit is reserved — per-SKU batching in one transaction.
-//! - [`stock_flag`]: the sold-out hint in Dragonfly/Redis and in process.
+//! - [`idempotency`]: Idempotency-Keys, their fingerprint and their table.
+//! - [`stock`]: the sold-out hint in process and in Dragonfly/Redis, its
+//!   reconciler, and the `stock.<sku>` announcements to browsers.
 //! - [`outbox`]: relays committed orders to RabbitMQ with publisher confirms.
-//! - [`vouchers`]: voucher PDFs in the object store.
-//! - [`db`], [`broker`]: PostgreSQL and RabbitMQ plumbing.
+//! - [`voucher_status`]: records that a voucher is stored, from the renderer's word.
+//! - [`vouchers`]: presigned links to voucher PDFs.
+//! - [`db`]: the pool, migrations, and one adapter per table.
+//! - [`broker`]: the RabbitMQ publishing channel.
+//! - [`health`]: the readiness probe, on a connection of its own.
 //! - [`startup`]: wiring, background tasks and graceful shutdown.
+//!
+//! What order-api shares with pdf-generator (the order id, the messages, the
+//! broker names, the S3 client, the rule for environment variables) is in
+//! the drop-contract crate.
 
 pub mod broker;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod outbox;
 pub mod reserve;
 pub mod startup;
-pub mod stock_flag;
+pub mod stock;
 pub mod telemetry;
+pub mod voucher_status;
 pub mod vouchers;

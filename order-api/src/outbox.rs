@@ -26,10 +26,9 @@ use std::{sync::Arc, time::Duration};
 use deadpool_postgres::Pool;
 use futures::future::join_all;
 use tokio::sync::Notify;
-use tokio_postgres::types::Type;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Broker;
+use crate::{broker::Broker, db::outbox};
 
 const BATCH: i64 = 500;
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -93,13 +92,7 @@ impl Relay {
     async fn pass(&self) -> anyhow::Result<usize> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let rows = tx
-            .query_typed(
-                "SELECT id, order_id, payload::text FROM outbox
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                &[(&BATCH, Type::INT8)],
-            )
-            .await?;
+        let rows = outbox::claim(&tx, BATCH).await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -111,17 +104,15 @@ impl Relay {
         // are written in a few syscalls, in order (each takes its delivery
         // tag when first polled, and join_all polls them in order).
         let published = join_all(rows.iter().map(|row| {
-            let order_id: &str = row.get(1);
-            let payload: &str = row.get(2);
             self.broker
-                .publish_order(&channel, order_id, payload.as_bytes())
+                .publish_order(&channel, &row.message_id, row.payload.as_bytes())
         }))
         .await;
         let mut pending = Vec::with_capacity(rows.len());
         let mut failed = None;
         for (row, result) in rows.iter().zip(published) {
             match result {
-                Ok(confirm) => pending.push((row.get::<_, i64>(0), confirm)),
+                Ok(confirm) => pending.push((row.id, confirm)),
                 Err(e) => failed = Some(e),
             }
         }
@@ -144,11 +135,7 @@ impl Relay {
             }
         };
         if !confirmed.is_empty() {
-            tx.execute_typed(
-                "DELETE FROM outbox WHERE id = ANY($1)",
-                &[(&confirmed, Type::INT8_ARRAY)],
-            )
-            .await?;
+            outbox::delete(&tx, &confirmed).await?;
         }
         tx.commit().await?;
         metrics::counter!("outbox_published_total").increment(confirmed.len() as u64);
@@ -168,10 +155,10 @@ impl Relay {
 pub fn spawn_backlog_gauge(pool: Pool, every: Duration, cancel: CancellationToken) {
     tokio::spawn(async move {
         loop {
-            if let Ok(client) = pool.get().await {
-                if let Ok(row) = client.query_one("SELECT count(*) FROM outbox", &[]).await {
-                    metrics::gauge!("outbox_backlog").set(row.get::<_, i64>(0) as f64);
-                }
+            if let Ok(client) = pool.get().await
+                && let Ok(backlog) = outbox::backlog(&client).await
+            {
+                metrics::gauge!("outbox_backlog").set(backlog as f64);
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,

@@ -1,7 +1,9 @@
-//! Wiring: builds the adapters, starts the background tasks, serves HTTP, and
-//! shuts everything down in order on SIGTERM or Ctrl-C.
+//! Wiring: [`build`] migrates, builds the adapters, starts the background
+//! tasks and binds the listener; [`Application::run`] serves HTTP and shuts
+//! everything down in order on SIGTERM or Ctrl-C.
 
 use std::{
+    net::SocketAddr,
     sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
@@ -12,19 +14,38 @@ use sha2::{Digest, Sha256};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
+use deadpool_postgres::Pool;
+
 use crate::{
     broker::Broker,
     config::Config,
     db,
+    health::DbHealth,
     http::{self, AppState, Inner},
     outbox::{self, Relay},
     reserve::Reserver,
-    stock_flag::StockFlag,
+    stock::{self, Announcer, Stock, StockFlag},
     telemetry,
+    voucher_status::VoucherStatusConsumer,
     vouchers::Vouchers,
 };
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// A built application: migrated, connected (lazily) and bound, but not yet
+/// serving. Tests build one on port 0 and read [`Application::addr`].
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    state: AppState,
+    background: CancellationToken,
+    relay: tokio::task::JoinHandle<()>,
+    broker: Arc<Broker>,
+    stock: Arc<Stock>,
+    pool: Pool,
+}
+
+/// Migrates the schema, builds the adapters, starts the background tasks
+/// and binds `LISTEN_ADDR`.
+pub async fn build(config: Config) -> anyhow::Result<Application> {
     let metrics = telemetry::init_metrics()?;
     migrate_with_retry(&config).await?;
     let pool = db::pool(&config)?;
@@ -37,10 +58,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.amqp_url.clone(),
         config.orders_exchange.clone(),
     ));
-    let flag = Arc::new(StockFlag::new(&config.redis_url, Arc::clone(&broker))?);
+    let flag = Arc::new(StockFlag::new(&config.redis_url)?);
     flag.start(background.clone());
     flag.wait_connected(Duration::from_secs(2)).await;
-    flag.spawn_reconciler(
+    let stock = Arc::new(Stock::new(flag, Announcer::new(Arc::clone(&broker))));
+    stock::spawn_reconciler(
+        Arc::clone(&stock),
         pool.clone(),
         config.stock_reconcile_interval,
         background.clone(),
@@ -56,13 +79,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .run(background.clone()),
     );
     outbox::spawn_backlog_gauge(pool.clone(), Duration::from_secs(5), background.clone());
-    let reserver = Reserver::new(pool.clone(), Arc::clone(&flag), wakeup, config.max_batch);
+    tokio::spawn(
+        VoucherStatusConsumer {
+            pool: pool.clone(),
+            amqp_url: config.amqp_url.clone(),
+            exchange: config.orders_exchange.clone(),
+            queue: config.voucher_status_queue.clone(),
+        }
+        .run(background.clone()),
+    );
+    let db_health = DbHealth::spawn(db::pg_config(&config)?, background.clone());
+    let reserver = Reserver::new(pool.clone(), Arc::clone(&stock), wakeup, config.max_batch);
 
     let state = AppState::new(Inner {
         pool: pool.clone(),
         reserver,
-        flag: Arc::clone(&flag),
-        vouchers: Vouchers::new(&config.s3),
+        stock: Arc::clone(&stock),
+        db_health,
+        vouchers: Vouchers::new(&config.s3, config.voucher_url_ttl),
         stomp: config.stomp.clone(),
         metrics,
         admin_token_digest: Sha256::digest(config.admin_token.expose_secret().as_bytes()).into(),
@@ -72,40 +106,79 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("binding LISTEN_ADDR={}", config.listen_addr))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, dev_profile = config.dev_profile, "order-api listening on http://{addr}");
-
-    let stop = CancellationToken::new();
-    tokio::spawn(wait_for_signal(state.clone(), stop.clone()));
-    let server = axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
-    // Graceful shutdown waits for in-flight requests; bound that wait.
-    let drain_deadline = async {
-        stop.cancelled().await;
-        tokio::time::sleep(config.shutdown_timeout).await;
-    };
-    tokio::select! {
-        result = server => result.context("HTTP server")?,
-        () = drain_deadline => tracing::warn!("drain timed out; closing remaining connections"),
-    }
-    tracing::info!("HTTP drained; stopping background tasks");
-
-    background.cancel();
-    if tokio::time::timeout(Duration::from_secs(5), relay)
-        .await
-        .is_err()
-    {
-        tracing::warn!("outbox relay did not stop in time; unpublished rows stay in the outbox");
-    }
-    flag.close().await;
-    broker.close().await;
-    pool.close();
-    tracing::info!("order-api stopped");
-    Ok(())
+    Ok(Application {
+        config,
+        listener,
+        state,
+        background,
+        relay,
+        broker,
+        stock,
+        pool,
+    })
 }
 
-/// On SIGTERM or Ctrl-C: fail readiness first, then stop accepting.
-async fn wait_for_signal(state: AppState, stop: CancellationToken) {
+impl Application {
+    /// The address it is bound to (port 0 in `LISTEN_ADDR` picks a free one).
+    pub fn addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        tokio::spawn(wait_for_signal(stop.clone()));
+        self.run_until(stop).await
+    }
+
+    /// Serves until `stop` is cancelled, then drains in order: readiness
+    /// fails at once, in-flight requests finish (bounded by
+    /// `SHUTDOWN_TIMEOUT_SECS`), then the background tasks stop and the
+    /// pools close.
+    pub async fn run_until(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.addr()?;
+        tracing::info!(%addr, dev_profile = self.config.dev_profile, "order-api listening on http://{addr}");
+        let state = self.state.clone();
+        let stopping = {
+            let stop = stop.clone();
+            async move {
+                stop.cancelled().await;
+                tracing::info!("shutdown signal received; draining");
+                state.stop_accepting();
+            }
+        };
+        let server =
+            axum::serve(self.listener, http::app(self.state)).with_graceful_shutdown(stopping);
+        // Graceful shutdown waits for in-flight requests; bound that wait.
+        let drain_deadline = async {
+            stop.cancelled().await;
+            tokio::time::sleep(self.config.shutdown_timeout).await;
+        };
+        tokio::select! {
+            result = server => result.context("HTTP server")?,
+            () = drain_deadline => tracing::warn!("drain timed out; closing remaining connections"),
+        }
+        tracing::info!("HTTP drained; stopping background tasks");
+
+        self.background.cancel();
+        if tokio::time::timeout(Duration::from_secs(5), self.relay)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "outbox relay did not stop in time; unpublished rows stay in the outbox"
+            );
+        }
+        self.stock.flag.close().await;
+        self.broker.close().await;
+        self.pool.close();
+        tracing::info!("order-api stopped");
+        Ok(())
+    }
+}
+
+/// Cancels `stop` on SIGTERM or Ctrl-C.
+async fn wait_for_signal(stop: CancellationToken) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -127,8 +200,6 @@ async fn wait_for_signal(state: AppState, stop: CancellationToken) {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown signal received; draining");
-    state.stop_accepting();
     stop.cancel();
 }
 

@@ -17,8 +17,20 @@ pub fn init_logging(json: bool) {
 }
 
 /// Installs the process-wide metrics recorder with histogram buckets suited
-/// to each measurement.
+/// to each measurement. The recorder is global, so a process that builds
+/// several applications (the in-process tests) installs it once and shares it.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: std::sync::Mutex<Option<PrometheusHandle>> = std::sync::Mutex::new(None);
+    let mut installed = HANDLE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(handle) = installed.as_ref() {
+        return Ok(handle.clone());
+    }
+    let handle = install_metrics()?;
+    *installed = Some(handle.clone());
+    Ok(handle)
+}
+
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let latency = [
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];

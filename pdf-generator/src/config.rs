@@ -1,14 +1,21 @@
 //! Typed configuration, read once from environment variables at startup.
 //!
 //! Every variable has a loopback default from docs/design.md, so `cargo run`
-//! works against the local stack with no environment at all. A variable that is
-//! set but does not parse stops the process with an error naming it, rather
-//! than falling back to a default the operator did not ask for.
+//! works against the local stack with no environment at all. The rule for
+//! unset, set and empty variables is drop-contract's, shared with order-api:
+//! a variable that is set but does not parse, or is empty, stops the process
+//! with an error naming it, rather than falling back to a default the
+//! operator did not ask for.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use drop_contract::{
+    env::{Env, EnvError},
+    s3::S3Settings,
+    topology,
+};
 use secrecy::SecretString;
 
 /// Which halves of the service this process runs.
@@ -64,24 +71,12 @@ impl FromStr for LogFormat {
 }
 
 #[derive(Debug, Clone)]
-pub struct S3Config {
-    pub endpoint: String,
-    /// The host browsers see in presigned URLs; equal to `endpoint` unless set.
-    pub public_endpoint: String,
-    pub region: String,
-    pub bucket: String,
-    pub access_key_id: String,
-    pub secret_access_key: SecretString,
-    pub force_path_style: bool,
-}
-
-#[derive(Debug, Clone)]
 pub struct Config {
     pub role: Role,
     pub metrics_addr: SocketAddr,
     /// Carries the broker password, so it never prints.
     pub amqp_url: SecretString,
-    pub s3: S3Config,
+    pub s3: S3Settings,
     pub voucher_url_ttl: Duration,
     /// Unacked messages per consumer, and orders rendered or uploaded at once.
     pub prefetch: u16,
@@ -95,95 +90,39 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("invalid environment variable {name}: {reason}")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub reason: String,
-}
-
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from(&Env::process())
     }
 
-    /// Reads through `lookup` so tests can supply variables without touching the
+    /// Reads through `env` so tests can supply variables without touching the
     /// process environment (which is shared between test threads).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env { lookup: &lookup };
-        let endpoint = env.string("S3_ENDPOINT", "http://127.0.0.1:7480")?;
-        let public_endpoint = env.string("S3_PUBLIC_ENDPOINT", &endpoint)?;
+    pub fn from(env: &Env) -> Result<Self, EnvError> {
         let prefetch: u16 = env.parsed("PREFETCH", 32)?;
         if prefetch == 0 {
-            return Err(ConfigError {
-                name: "PREFETCH",
-                reason: "must be at least 1 (0 means unbounded to RabbitMQ)".into(),
-            });
+            return Err(EnvError::new(
+                "PREFETCH",
+                "must be at least 1 (0 means unbounded to RabbitMQ)",
+            ));
         }
         let max_attempts: u32 = env.parsed("MAX_ATTEMPTS", 8)?;
         if max_attempts == 0 {
-            return Err(ConfigError {
-                name: "MAX_ATTEMPTS",
-                reason: "must be at least 1".into(),
-            });
+            return Err(EnvError::new("MAX_ATTEMPTS", "must be at least 1"));
         }
         Ok(Config {
             role: env.parsed("ROLE", Role::All)?,
             metrics_addr: env.parsed("METRICS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9090)))?,
-            amqp_url: SecretString::from(
-                env.string("AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/%2f")?,
-            ),
-            s3: S3Config {
-                endpoint,
-                public_endpoint,
-                region: env.string("S3_REGION", "us-east-1")?,
-                bucket: env.string("S3_BUCKET", "vouchers")?,
-                access_key_id: env.string("S3_ACCESS_KEY_ID", "dropdev")?,
-                secret_access_key: SecretString::from(
-                    env.string("S3_SECRET_ACCESS_KEY", "dropdevsecret")?,
-                ),
-                force_path_style: env.parsed("S3_FORCE_PATH_STYLE", true)?,
-            },
+            amqp_url: env.secret("AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/%2f")?,
+            s3: S3Settings::from_env(env)?,
             voucher_url_ttl: Duration::from_secs(env.parsed("VOUCHER_URL_TTL_SECS", 900)?),
             prefetch,
             max_attempts,
-            orders_exchange: env.string("ORDERS_EXCHANGE", "orders")?,
-            orders_queue: env.string("ORDERS_QUEUE", "pdf-generator.orders")?,
-            events_queue: env.string("EVENTS_QUEUE", "pdf-generator.s3-events")?,
+            orders_exchange: env.string("ORDERS_EXCHANGE", topology::ORDERS_EXCHANGE)?,
+            orders_queue: env.string("ORDERS_QUEUE", topology::ORDERS_QUEUE)?,
+            events_queue: env.string("EVENTS_QUEUE", topology::EVENTS_QUEUE)?,
             shutdown_timeout: Duration::from_secs(env.parsed("SHUTDOWN_TIMEOUT_SECS", 20)?),
             log_format: env.parsed("LOG_FORMAT", LogFormat::Text)?,
         })
-    }
-}
-
-struct Env<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Env<'_> {
-    fn string(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        match (self.lookup)(name) {
-            None => Ok(default.to_owned()),
-            Some(v) if v.trim().is_empty() => Err(ConfigError {
-                name,
-                reason: "is set but empty".into(),
-            }),
-            Some(v) => Ok(v),
-        }
-    }
-
-    fn parsed<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr,
-        T::Err: std::fmt::Display,
-    {
-        match (self.lookup)(name) {
-            None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError {
-                name,
-                reason: format!("{v:?}: {e}"),
-            }),
-        }
     }
 }
 
@@ -191,14 +130,9 @@ impl Env<'_> {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
-    use std::collections::HashMap;
 
-    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+    fn from(vars: &[(&str, &str)]) -> Result<Config, EnvError> {
+        Config::from(&Env::from_pairs(vars))
     }
 
     #[test]

@@ -91,23 +91,16 @@ pub async fn run<H: Handler>(
     let mut failures = 0u32;
     let mut connected_before = false;
     while !shutdown.is_cancelled() {
-        let mut consumed = false;
-        let result = connect_and_consume(
-            &handler,
-            &settings,
-            &ready,
-            &shutdown,
-            &mut connected_before,
-            &mut consumed,
-        )
-        .await;
+        let attempt =
+            connect_and_consume(&handler, &settings, &ready, &shutdown, connected_before).await;
         ready.store(false, Ordering::SeqCst);
-        if consumed {
+        connected_before |= attempt.connected;
+        if attempt.consumed {
             // The broker was back and working: the next outage starts its
             // backoff from the beginning again.
             failures = 0;
         }
-        match result {
+        match attempt.ended {
             Ok(()) => return,
             Err(err) => {
                 let wait = Backoff::RECONNECT.delay(failures);
@@ -122,32 +115,84 @@ pub async fn run<H: Handler>(
     }
 }
 
-/// Returns `Ok` after a clean shutdown and `Err` when the connection or channel
-/// failed and the caller should reconnect.
+/// How one connection attempt went.
+struct Attempt {
+    /// The AMQP handshake succeeded.
+    connected: bool,
+    /// A consumer was registered with the broker.
+    consumed: bool,
+    /// `Ok` after a clean shutdown, `Err` when the connection or channel
+    /// failed and the caller should reconnect.
+    ended: anyhow::Result<()>,
+}
+
 async fn connect_and_consume<H: Handler>(
     handler: &Arc<H>,
     settings: &Settings,
     ready: &AtomicBool,
     shutdown: &CancellationToken,
-    connected_before: &mut bool,
-    consumed: &mut bool,
-) -> anyhow::Result<()> {
+    connected_before: bool,
+) -> Attempt {
     let role = handler.role();
+    let failed = |connected, e| Attempt {
+        connected,
+        consumed: false,
+        ended: Err(e),
+    };
+    let connection = match connect(settings, role).await {
+        Ok(connection) => connection,
+        Err(e) => return failed(false, e),
+    };
+    if connected_before {
+        ::metrics::counter!(metrics::RECONNECTS, "role" => role).increment(1);
+    }
+    let subscribed = match subscribe(handler.as_ref(), settings, &connection).await {
+        Ok(subscribed) => subscribed,
+        Err(e) => {
+            let _ = connection.close(320, "reconnecting".into()).await;
+            return failed(true, e);
+        }
+    };
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!(
+        role,
+        queue = handler.queue(),
+        prefetch = settings.prefetch,
+        "consuming"
+    );
+    Attempt {
+        connected: true,
+        consumed: true,
+        ended: serve(handler, settings, ready, shutdown, connection, subscribed).await,
+    }
+}
+
+async fn connect(settings: &Settings, role: &'static str) -> anyhow::Result<Connection> {
     let props = ConnectionProperties::default()
         .with_connection_name(format!("pdf-generator-{role}").into());
     // A broker that accepts TCP but never finishes the handshake (starting
     // up, overloaded) must not stall us forever.
-    let connection = tokio::time::timeout(
+    tokio::time::timeout(
         CONNECT_TIMEOUT,
         Connection::connect(settings.amqp_url.expose_secret(), props),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("AMQP handshake timed out after {CONNECT_TIMEOUT:?}"))??;
-    if *connected_before {
-        ::metrics::counter!(metrics::RECONNECTS, "role" => role).increment(1);
-    }
-    *connected_before = true;
+    .map_err(|_| anyhow::anyhow!("AMQP handshake timed out after {CONNECT_TIMEOUT:?}"))?
+    .map_err(Into::into)
+}
 
+/// A registered consumer and what its handlers share.
+struct Subscribed<S> {
+    channel: Channel,
+    consumer: lapin::Consumer,
+    session: S,
+}
+
+async fn subscribe<H: Handler>(
+    handler: &H,
+    settings: &Settings,
+    connection: &Connection,
+) -> anyhow::Result<Subscribed<H::Session>> {
     let channel = connection.create_channel().await?;
     handler.declare(&channel).await?;
     // Bounds both the broker's push and our concurrency: we never hold more
@@ -155,8 +200,8 @@ async fn connect_and_consume<H: Handler>(
     channel
         .basic_qos(settings.prefetch, BasicQosOptions::default())
         .await?;
-    let session = handler.open_session(&connection).await?;
-    let mut consumer = channel
+    let session = handler.open_session(connection).await?;
+    let consumer = channel
         .basic_consume(
             handler.queue().into(),
             // Empty: the broker picks a unique tag, so replicas never clash.
@@ -165,16 +210,30 @@ async fn connect_and_consume<H: Handler>(
             FieldTable::default(),
         )
         .await?;
-    let tag = consumer.tag();
-    ready.store(true, Ordering::SeqCst);
-    *consumed = true;
-    tracing::info!(
-        role,
-        queue = handler.queue(),
-        prefetch = settings.prefetch,
-        "consuming"
-    );
+    Ok(Subscribed {
+        channel,
+        consumer,
+        session,
+    })
+}
 
+/// Runs handlers for the deliveries until shutdown (`Ok`) or until the
+/// connection or channel fails (`Err`).
+async fn serve<H: Handler>(
+    handler: &Arc<H>,
+    settings: &Settings,
+    ready: &AtomicBool,
+    shutdown: &CancellationToken,
+    connection: Connection,
+    subscribed: Subscribed<H::Session>,
+) -> anyhow::Result<()> {
+    let role = handler.role();
+    let Subscribed {
+        channel,
+        mut consumer,
+        session,
+    } = subscribed;
+    let tag = consumer.tag();
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let lost: Option<anyhow::Error> = loop {
         tokio::select! {

@@ -1,10 +1,11 @@
 //! S3 bucket-notification parsing, for both object stores we run on.
 //!
-//! MinIO (production) and Ceph RGW (local stack) send the same standard record
-//! list with small differences (shared/notes/local-stack.md): MinIO prefixes
-//! `eventName` with `s3:` and URL-encodes keys (space as `+`), RGW does
-//! neither, and MinIO adds top-level `EventName`/`Key` fields. Only
-//! `Records[]` is read, and both spellings are accepted.
+//! MinIO (production) and Ceph RGW (local stack) send the same standard S3
+//! event record list (AWS's "Event message structure"), with small
+//! differences seen in their messages: MinIO prefixes `eventName` with `s3:`
+//! and URL-encodes keys (space as `+`), RGW does neither, and MinIO adds
+//! top-level `EventName`/`Key` fields. Only `Records[]` is read, and both
+//! spellings are accepted.
 
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
@@ -142,7 +143,7 @@ mod tests {
         assert!(r.is_object_created());
         assert_eq!(r.bucket, "vouchers");
         assert_eq!(
-            r.voucher_order_id().map(|id| id.to_string()),
+            r.voucher_order_id().map(|id| id.as_str().to_owned()),
             Some(ID.to_owned())
         );
     }
@@ -156,7 +157,7 @@ mod tests {
         assert!(r.is_object_created());
         assert_eq!(r.bucket, "vouchers");
         assert_eq!(
-            r.voucher_order_id().map(|id| id.to_string()),
+            r.voucher_order_id().map(|id| id.as_str().to_owned()),
             Some(ID.to_owned())
         );
     }
@@ -170,7 +171,9 @@ mod tests {
         // An encoded voucher key (a client that encodes every dot) still matches.
         let records = parse(minio(&format!("{ID}%2Epdf")).as_bytes()).expect("parses");
         assert_eq!(
-            records[0].voucher_order_id().map(|id| id.to_string()),
+            records[0]
+                .voucher_order_id()
+                .map(|id| id.as_str().to_owned()),
             Some(ID.to_owned())
         );
     }

@@ -3,13 +3,17 @@
 //!
 //! Code tour, in the order a message travels:
 //! - [`config`]: environment variables (docs/design.md), read once.
-//! - [`topology`]: the exchanges and queues, declared on every connect.
 //! - [`consumer`]: the shared consume loop: acks, prefetch, reconnects, drain.
 //! - [`worker`]: the renderer role: [`order`] message → [`render`] → [`store`].
 //! - [`notifier`]: the notify role: bucket [`events`] → `voucher.<id>` publish.
 //! - [`retry`]: backoff and the retry budget both roles use.
 //! - [`http`] and [`metrics`]: /healthz, /readyz, /metrics.
+//! - [`publish`]: publishing with confirms, for both roles.
 //! - [`telemetry`]: log setup.
+//!
+//! What pdf-generator shares with order-api (the order id, the messages, the
+//! broker names, the S3 client, the rule for environment variables) is in
+//! the drop-contract crate.
 
 mod config;
 mod consumer;
@@ -18,11 +22,11 @@ mod http;
 mod metrics;
 mod notifier;
 mod order;
+mod publish;
 mod render;
 mod retry;
 mod store;
 mod telemetry;
-mod topology;
 mod worker;
 
 use std::process::ExitCode;

@@ -7,22 +7,21 @@
 //! that publish, so a crash in between means a duplicate message, never a
 //! missing one.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
+use drop_contract::{messages::VoucherEvent, topology};
 use lapin::message::Delivery;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection};
-use serde::Serialize;
+use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{Handler, Outcome};
 use crate::events::{self, Record};
 use crate::metrics;
 use crate::order::OrderId;
+use crate::publish::{self, Message};
 use crate::retry::{Backoff, RetryError, retry};
 use crate::store::{Store, StoreError};
-use crate::topology;
 
 pub struct Notifier {
     pub store: Store,
@@ -30,27 +29,6 @@ pub struct Notifier {
     pub max_attempts: u32,
     pub url_ttl: Duration,
 }
-
-#[derive(Serialize)]
-struct VoucherReady<'a> {
-    order_id: &'a str,
-    status: &'static str,
-    voucher_url: &'a str,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum PublishError {
-    #[error(transparent)]
-    Broker(#[from] lapin::Error),
-    #[error("broker nacked the publish")]
-    Nacked,
-    #[error("no publisher confirm within {0:?}")]
-    Unconfirmed(Duration),
-}
-
-/// A confirm normally takes milliseconds; a broker that sits on one is as
-/// good as down, and the retry budget handles it like any other failure.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Handler for Notifier {
     /// A channel in confirm mode, shared by all handlers on this connection.
@@ -65,15 +43,11 @@ impl Handler for Notifier {
     }
 
     async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        topology::declare_events(channel, &self.queue).await
+        topology::declare_events_queue(channel, &self.queue).await
     }
 
     async fn open_session(&self, connection: &Connection) -> lapin::Result<Channel> {
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok(channel)
+        publish::confirm_channel(connection).await
     }
 
     async fn handle(
@@ -159,28 +133,24 @@ impl Notifier {
                 tracing::error!(%order_id, error = %e, "presigning failed; dead-lettering");
                 Outcome::DeadLetter("presign_failed")
             })?;
-        let body = serde_json::to_vec(&VoucherReady {
-            order_id: order_id.as_str(),
-            status: "voucher_ready",
-            voucher_url: &url,
+        let body = serde_json::to_vec(&VoucherEvent::Ready {
+            order_id: order_id.clone(),
+            voucher_url: url,
         })
         .map_err(|e| {
             tracing::error!(%order_id, error = %e, "serialising voucher_ready failed");
             Outcome::DeadLetter("serialise_failed")
         })?;
 
-        let routing_key = format!("voucher.{order_id}");
-        let published = retry(
-            "publish",
-            Backoff::RETRY,
-            self.max_attempts,
-            shutdown,
-            // A dead channel will not come back; the broker redelivers the
-            // event after we reconnect, so stop here instead of waiting.
-            |_: &PublishError| publisher.status().connected(),
-            || publish(publisher, &routing_key, order_id, &body),
-        )
-        .await;
+        let routing_key = order_id.voucher_routing_key();
+        let message = Message {
+            exchange: topology::TOPIC_EXCHANGE,
+            routing_key: &routing_key,
+            message_id: order_id.as_str(),
+            body: &body,
+        };
+        let published =
+            publish::publish_retrying(publisher, &message, self.max_attempts, shutdown).await;
         match published {
             Ok(()) => {}
             Err(RetryError::Cancelled) => return Err(Outcome::Requeue),
@@ -205,55 +175,6 @@ impl Notifier {
         // Never the URL: it is a bearer credential for the voucher.
         tracing::info!(%order_id, "voucher_ready published");
         Ok(())
-    }
-}
-
-async fn publish(
-    channel: &Channel,
-    routing_key: &str,
-    order_id: &OrderId,
-    body: &[u8],
-) -> Result<(), PublishError> {
-    let started = Instant::now();
-    let result = publish_confirmed(channel, routing_key, order_id, body).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    ::metrics::histogram!(metrics::PUBLISH_SECONDS, "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
-    result
-}
-
-async fn publish_confirmed(
-    channel: &Channel,
-    routing_key: &str,
-    order_id: &OrderId,
-    body: &[u8],
-) -> Result<(), PublishError> {
-    let publish = async {
-        channel
-            .basic_publish(
-                topology::VOUCHER_EXCHANGE.into(),
-                routing_key.into(),
-                // Not mandatory: nobody listening (the customer closed the page)
-                // is normal; they can still fetch the voucher from order-api.
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_message_id(order_id.as_str().into())
-                    // Persistent, so a durable subscriber queue keeps it across a
-                    // broker restart.
-                    .with_delivery_mode(2),
-            )
-            .await?
-            .await
-    };
-    let confirm = tokio::time::timeout(CONFIRM_TIMEOUT, publish)
-        .await
-        .map_err(|_| PublishError::Unconfirmed(CONFIRM_TIMEOUT))??;
-    if confirm.is_ack() {
-        Ok(())
-    } else {
-        Err(PublishError::Nacked)
     }
 }
 

@@ -8,18 +8,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, SecondsFormat, Utc};
-use secrecy::ExposeSecret;
+use drop_contract::s3::{self, Endpoint, Limits, S3Settings};
 
-use crate::config::S3Config;
 use crate::metrics;
 use crate::order::OrderId;
 
@@ -57,11 +51,18 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(cfg: &S3Config) -> Self {
+    pub fn new(settings: &S3Settings) -> Self {
+        // A stopped server refuses connections at once; a hung one must not
+        // hold a prefetch slot for longer than one backoff step.
+        let limits = Limits {
+            connect_timeout: Duration::from_secs(3),
+            attempt_timeout: Duration::from_secs(15),
+            sdk_retries: false,
+        };
         Store {
-            client: Client::from_conf(sdk_config(cfg, &cfg.endpoint)),
-            presigner: Client::from_conf(sdk_config(cfg, &cfg.public_endpoint)),
-            bucket: cfg.bucket.clone(),
+            client: s3::client(settings, Endpoint::Internal, limits, "pdf-generator-env"),
+            presigner: s3::client(settings, Endpoint::Public, limits, "pdf-generator-env"),
+            bucket: settings.bucket.clone(),
         }
     }
 
@@ -132,38 +133,6 @@ impl Store {
             .map_err(|e| classify("presign", &e))?;
         Ok(request.uri().to_owned())
     }
-}
-
-fn sdk_config(cfg: &S3Config, endpoint: &str) -> aws_sdk_s3::Config {
-    let credentials = Credentials::new(
-        cfg.access_key_id.clone(),
-        cfg.secret_access_key.expose_secret().to_owned(),
-        None,
-        None,
-        "pdf-generator-env",
-    );
-    aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .credentials_provider(credentials)
-        .region(Region::new(cfg.region.clone()))
-        .endpoint_url(endpoint)
-        .force_path_style(cfg.force_path_style)
-        .retry_config(RetryConfig::disabled())
-        // A stopped server refuses connections at once; a hung one must not
-        // hold a prefetch slot for longer than one backoff step.
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(15))
-                .build(),
-        )
-        // Recent SDKs add CRC checksums (and aws-chunked trailers) to every
-        // PUT by default; S3-compatible servers such as Ceph RGW 16 and older
-        // MinIO releases reject or mishandle them. Send them only when an
-        // operation requires it.
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build()
 }
 
 fn created_at_from(metadata: Option<&HashMap<String, String>>) -> Option<DateTime<Utc>> {

@@ -2,7 +2,8 @@
 //!
 //! A message holds a batch of orders (docs/design.md, "Orders accepted").
 //! Order of events per delivery: parse → for every order at once, render
-//! (blocking pool) → upload with retries → then one ack. A message that cannot
+//! (blocking pool) → upload with retries → tell order-api which vouchers are
+//! stored (a [`VoucherStatus`], with a publisher confirm) → then one ack. A message that cannot
 //! be parsed or rendered will never succeed, so it is dead-lettered at once;
 //! an upload that keeps failing is dead-lettered after `MAX_ATTEMPTS`, so it
 //! is kept for inspection and never loops.
@@ -24,13 +25,16 @@ use lapin::{Channel, Connection};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use drop_contract::messages::{OrdersMessage, VoucherStatus};
+use drop_contract::topology;
+
 use crate::consumer::{Handler, Outcome};
 use crate::metrics;
-use crate::order::Order;
+use crate::order::{Order, OrderId};
+use crate::publish::{self, Message};
 use crate::render::{Fonts, render_voucher};
 use crate::retry::{Backoff, RetryError, retry};
 use crate::store::Store;
-use crate::topology;
 
 pub struct Renderer {
     pub store: Store,
@@ -48,7 +52,8 @@ pub struct Renderer {
 }
 
 impl Handler for Renderer {
-    type Session = ();
+    /// A channel in confirm mode, for the voucher statuses.
+    type Session = Channel;
 
     fn role(&self) -> &'static str {
         "render"
@@ -59,16 +64,21 @@ impl Handler for Renderer {
     }
 
     async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        topology::declare_orders(channel, &self.exchange, &self.queue).await
+        topology::declare_orders_queue(channel, &self.exchange, &self.queue).await
     }
 
-    async fn open_session(&self, _connection: &Connection) -> lapin::Result<()> {
-        Ok(())
+    async fn open_session(&self, connection: &Connection) -> lapin::Result<Channel> {
+        publish::confirm_channel(connection).await
     }
 
-    async fn handle(&self, delivery: &Delivery, _: &(), shutdown: &CancellationToken) -> Outcome {
-        let orders = match Order::all_from_json(&delivery.data) {
-            Ok(orders) => orders,
+    async fn handle(
+        &self,
+        delivery: &Delivery,
+        publisher: &Channel,
+        shutdown: &CancellationToken,
+    ) -> Outcome {
+        let orders = match OrdersMessage::from_slice(&delivery.data) {
+            Ok(message) => message.into_orders(),
             Err(e) => {
                 let message_id = delivery
                     .properties
@@ -79,17 +89,71 @@ impl Handler for Renderer {
                 return Outcome::DeadLetter("malformed");
             }
         };
-        let outcomes = join_all(
-            orders
-                .into_iter()
-                .map(|order| self.voucher(order, delivery.redelivered, shutdown)),
-        )
+        let outcomes = join_all(orders.into_iter().map(|order| async {
+            let order_id = order.order_id.clone();
+            (
+                order_id,
+                self.voucher(order, delivery.redelivered, shutdown).await,
+            )
+        }))
         .await;
-        settle(outcomes)
+        let stored: Vec<OrderId> = outcomes
+            .iter()
+            .filter(|(_, outcome)| *outcome == Outcome::Ack)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !stored.is_empty() {
+            let message_id = delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map_or_else(|| stored[0].as_str().to_owned(), |m| m.to_string());
+            if let Err(outcome) = self
+                .report_stored(stored, &message_id, publisher, shutdown)
+                .await
+            {
+                return outcome;
+            }
+        }
+        settle(outcomes.into_iter().map(|(_, outcome)| outcome).collect())
     }
 }
 
 impl Renderer {
+    /// Tells order-api that these vouchers are stored, before the ack, so
+    /// the order's status never depends on the bucket notification. If it
+    /// cannot be confirmed, the message goes back to the queue: redelivery
+    /// uploads the same vouchers again and reports them again, which both
+    /// sides treat as a no-op.
+    async fn report_stored(
+        &self,
+        order_ids: Vec<OrderId>,
+        message_id: &str,
+        publisher: &Channel,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Outcome> {
+        let count = order_ids.len();
+        let body = serde_json::to_vec(&VoucherStatus::StoredV1 { order_ids }).map_err(|e| {
+            tracing::error!(error = %e, "serialising the voucher status failed");
+            Outcome::Requeue
+        })?;
+        let message = Message {
+            exchange: &self.exchange,
+            routing_key: topology::VOUCHER_STORED_KEY,
+            message_id,
+            body: &body,
+        };
+        let published =
+            publish::publish_retrying(publisher, &message, self.max_attempts, shutdown).await;
+        match published {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(vouchers = count, error = ?e, "voucher status not confirmed; requeueing");
+                Err(Outcome::Requeue)
+            }
+        }
+    }
+
     /// Renders and uploads one order's voucher; what the message's outcome
     /// would be if this order were all it held.
     async fn voucher(

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AppState, error::ApiError};
-use crate::domain::InvalidField;
+use crate::{domain::InvalidField, idempotency};
 
 /// Largest request body accepted anywhere.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -120,8 +120,8 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
-/// The optional `Idempotency-Key` header: 1-255 visible ASCII characters.
-pub struct IdempotencyKey(pub Option<String>);
+/// The optional `Idempotency-Key` header; its rule is [`idempotency::IdempotencyKey`].
+pub struct IdempotencyKey(pub Option<idempotency::IdempotencyKey>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
@@ -130,17 +130,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let Some(value) = parts.headers.get("idempotency-key") else {
             return Ok(Self(None));
         };
-        let bad = || {
-            ApiError::InvalidField(InvalidField::new(
-                "Idempotency-Key",
-                "must be 1-255 visible ASCII characters",
-            ))
-        };
-        let key = value.to_str().map_err(|_| bad())?;
-        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(bad());
-        }
-        Ok(Self(Some(key.to_owned())))
+        // Not UTF-8 is refused by the same rule as any other bad key.
+        let key = idempotency::IdempotencyKey::parse(value.to_str().unwrap_or("\u{0}"))?;
+        Ok(Self(Some(key)))
     }
 }
 

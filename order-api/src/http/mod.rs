@@ -14,7 +14,9 @@ use axum::{
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::{config::StompConfig, reserve::Reserver, stock_flag::StockFlag, vouchers::Vouchers};
+use crate::{
+    config::StompConfig, health::DbHealth, reserve::Reserver, stock::Stock, vouchers::Vouchers,
+};
 
 pub mod error;
 pub mod extract;
@@ -32,7 +34,9 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub pool: Pool,
     pub reserver: Arc<Reserver>,
-    pub flag: Arc<StockFlag>,
+    pub stock: Arc<Stock>,
+    /// The readiness probe's last verdict on PostgreSQL.
+    pub db_health: Arc<DbHealth>,
     pub vouchers: Vouchers,
     pub stomp: StompConfig,
     pub metrics: PrometheusHandle,

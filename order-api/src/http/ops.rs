@@ -1,8 +1,6 @@
 //! Operational routes: health, readiness, metrics, browser configuration, and
 //! JSON answers for unknown routes and methods.
 
-use std::time::Duration;
-
 use axum::{Json, extract::State, http::header, response::IntoResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -16,22 +14,18 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: PostgreSQL answers and the replica is not draining.
+/// Readiness: the replica is not draining, and the background probe
+/// (`crate::health`, on a connection of its own, never the request pool)
+/// last found PostgreSQL answering. Reading the verdict costs nothing, so a
+/// probe at peak load never waits behind requests.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Ready to take traffic", body = String),
-    (status = 503, description = "PostgreSQL unreachable or shutting down", body = super::error::ErrorBody)))]
+    (status = 503, description = "PostgreSQL unreachable (three checks in a row) or shutting down", body = super::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    if !state.is_accepting() {
-        return Err(ApiError::Unavailable);
-    }
-    let check = async {
-        let client = state.pool.get().await?;
-        client.simple_query("SELECT 1").await?;
-        Ok::<_, ApiError>(())
-    };
-    match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Ok(())) => Ok("ready"),
-        Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable),
+    if state.is_accepting() && state.db_health.is_healthy() {
+        Ok("ready")
+    } else {
+        Err(ApiError::Unavailable)
     }
 }
 

@@ -17,7 +17,9 @@ use super::{
     products::product_from_db,
 };
 use crate::{
+    db,
     domain::{OrderId, PersonName, Phone, Sku},
+    idempotency,
     reserve::{NewOrder, Outcome},
 };
 
@@ -94,7 +96,7 @@ pub async fn create_order(
     // not even the phone check (libphonenumber, the costliest step of a
     // request), since nothing can be reserved. A keyed request goes on: its
     // retry may have to replay the reservation it got before the sell-out.
-    if key.is_none() && state.flag.known_sold_out(&sku) {
+    if key.is_none() && state.stock.flag.known_sold_out(&sku) {
         metrics::counter!("sold_out_from_flag_total").increment(1);
         return respond(Outcome::SoldOut);
     }
@@ -107,13 +109,17 @@ pub async fn create_order(
 
     // A keyed retry must get its original answer even after the product sold
     // out, so the replay store is consulted before the flag.
-    if let Some(key) = key.as_deref() {
-        if let Some(outcome) = replay(&state, key, &order.fingerprint()).await? {
-            return respond(outcome);
+    if let Some(key) = &key {
+        let client = state.pool.get().await?;
+        if let Some(stored) = idempotency::lookup(&client, key).await? {
+            return respond(idempotency::replay(
+                &stored,
+                &idempotency::fingerprint(&order),
+            ));
         }
     }
 
-    match state.flag.local(&order.sku) {
+    match state.stock.flag.local(&order.sku) {
         Some(flag) if !flag.available => {
             // A keyed request with nothing to replay.
             metrics::counter!("sold_out_from_flag_total").increment(1);
@@ -126,33 +132,11 @@ pub async fn create_order(
             let flag = product_from_db(&state, &order.sku)
                 .await?
                 .ok_or(ApiError::UnknownSku)?;
-            state.flag.set_local(order.sku.as_str(), flag);
+            state.stock.flag.set_local(order.sku.as_str(), flag);
         }
     }
 
     respond(state.reserver.reserve(order, key).await)
-}
-
-async fn replay(
-    state: &AppState,
-    key: &str,
-    fingerprint: &[u8],
-) -> Result<Option<Outcome>, ApiError> {
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT request_hash, outcome, order_id FROM idempotency_keys WHERE key = $1",
-            &[&key],
-        )
-        .await?;
-    Ok(row.map(|row| {
-        let hash: &[u8] = row.get(0);
-        if hash == fingerprint {
-            Outcome::from_stored(row.get(1), row.get(2))
-        } else {
-            Outcome::IdempotencyMismatch
-        }
-    }))
 }
 
 fn respond(outcome: Outcome) -> Result<Response, ApiError> {
@@ -160,8 +144,8 @@ fn respond(outcome: Outcome) -> Result<Response, ApiError> {
     match outcome {
         Outcome::Reserved { order_id, replayed } => {
             let body = OrderCreated {
-                voucher_topic: format!("voucher.{order_id}"),
-                order_id: order_id.to_string(),
+                voucher_topic: order_id.voucher_routing_key(),
+                order_id: order_id.as_str().to_owned(),
                 status: "reserved",
             };
             let mut response = (StatusCode::CREATED, Json(body)).into_response();
@@ -181,51 +165,21 @@ fn respond(outcome: Outcome) -> Result<Response, ApiError> {
     }
 }
 
-struct StoredOrder {
-    view: OrderView,
-    voucher_ready: bool,
-}
-
-/// Loads an order and, while it is still `reserved`, checks the object store
-/// for its voucher (the event may have been missed), remembering a hit.
-async fn load_order(state: &AppState, order_id: &OrderId) -> Result<StoredOrder, ApiError> {
+/// Loads an order. Its status is what the database holds: order-api records
+/// `voucher_ready` when the renderer reports the voucher stored
+/// (`crate::voucher_status`), so reading never writes.
+async fn load_order(state: &AppState, order_id: &OrderId) -> Result<OrderView, ApiError> {
     let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT sku, first_name, last_name, status, created_at FROM orders WHERE order_id = $1",
-            &[&order_id.as_str()],
-        )
+    let row = db::orders::get(&client, order_id)
         .await?
         .ok_or(ApiError::OrderNotFound)?;
-    let mut view = OrderView {
-        order_id: order_id.to_string(),
-        sku: row.get(0),
-        first_name: row.get(1),
-        last_name: row.get(2),
-        status: row.get(3),
-        created_at: row.get(4),
-    };
-    if view.status == "reserved" {
-        match state.vouchers.exists(order_id).await {
-            Ok(true) => {
-                client
-                    .execute(
-                        "UPDATE orders SET status = 'voucher_ready' WHERE order_id = $1",
-                        &[&order_id.as_str()],
-                    )
-                    .await?;
-                view.status = "voucher_ready".to_owned();
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, order = order_id.redacted(), "voucher lookup failed")
-            }
-        }
-    }
-    let voucher_ready = view.status == "voucher_ready";
-    Ok(StoredOrder {
-        view,
-        voucher_ready,
+    Ok(OrderView {
+        order_id: order_id.as_str().to_owned(),
+        sku: row.sku,
+        first_name: row.first_name,
+        last_name: row.last_name,
+        status: row.status,
+        created_at: row.created_at,
     })
 }
 
@@ -240,8 +194,8 @@ pub async fn get_order(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order_id = OrderId::parse(&order_id).ok_or(ApiError::OrderNotFound)?;
-    Ok(Json(load_order(&state, &order_id).await?.view))
+    let order_id = OrderId::parse(&order_id).map_err(|_| ApiError::OrderNotFound)?;
+    Ok(Json(load_order(&state, &order_id).await?))
 }
 
 /// Redirect to a fresh, short-lived link to the voucher PDF.
@@ -255,12 +209,12 @@ pub async fn get_voucher(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let order_id = OrderId::parse(&order_id).ok_or(ApiError::OrderNotFound)?;
-    if !load_order(&state, &order_id).await?.voucher_ready {
+    let order_id = OrderId::parse(&order_id).map_err(|_| ApiError::OrderNotFound)?;
+    if load_order(&state, &order_id).await?.status != "voucher_ready" {
         return Err(ApiError::VoucherNotReady);
     }
     let url = state.vouchers.presigned_url(&order_id).await.map_err(|e| {
-        tracing::error!(error = %e, order = order_id.redacted(), "presigning failed");
+        tracing::error!(error = %e, order = %order_id, "presigning failed");
         ApiError::Internal
     })?;
     let location = HeaderValue::try_from(url).map_err(|_| ApiError::Internal)?;

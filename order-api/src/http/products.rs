@@ -14,8 +14,9 @@ use super::{
     extract::{AdminAuth, JsonBody},
 };
 use crate::{
+    db::products,
     domain::{InvalidField, MAX_STOCK, ProductName, Sku},
-    stock_flag::ProductFlag,
+    stock::ProductFlag,
 };
 
 /// Body of `PUT /v1/products/{sku}`.
@@ -81,30 +82,20 @@ pub async fn put_product(
     let tx = client.transaction().await?;
     // The same row lock the reserver takes: a restock and a reservation never
     // interleave, so `reserved` cannot move between the check and the write.
-    let existing = tx
-        .query_opt(
-            "SELECT reserved FROM products WHERE sku = $1 FOR UPDATE",
-            &[&sku.as_str()],
-        )
-        .await?;
+    let existing = products::lock_reserved(&tx, sku.as_str()).await?;
     let created = existing.is_none();
-    let reserved: i32 = existing.map_or(0, |row| row.get(0));
+    let reserved = existing.unwrap_or(0);
     if stock < reserved {
         return Err(ApiError::StockBelowReserved { reserved });
     }
-    tx.execute(
-        "INSERT INTO products (sku, name, stock) VALUES ($1, $2, $3)
-         ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, stock = EXCLUDED.stock, updated_at = now()",
-        &[&sku.as_str(), &name.as_str(), &stock],
-    )
-    .await?;
+    products::upsert(&tx, sku.as_str(), name.as_str(), stock).await?;
     tx.commit().await?;
 
     let available = stock > reserved;
     metrics::gauge!("stock_remaining", "sku" => sku.to_string()).set(f64::from(stock - reserved));
     state
-        .flag
-        .publish(
+        .stock
+        .record(
             &sku,
             ProductFlag {
                 name: name.as_str().to_owned(),
@@ -143,7 +134,7 @@ pub async fn get_product(
     Path(sku): Path<String>,
 ) -> Result<Json<Product>, ApiError> {
     let sku = Sku::parse(&sku).map_err(|_| ApiError::UnknownSku)?;
-    let flag = match state.flag.read_redis(&sku).await {
+    let flag = match state.stock.flag.read_redis(&sku).await {
         Ok(Some(flag)) => flag,
         Ok(None) | Err(_) => product_from_db(&state, &sku)
             .await?
@@ -159,14 +150,10 @@ pub async fn get_product(
 /// The product's flag from PostgreSQL, the truth. `None` for an unknown SKU.
 pub async fn product_from_db(state: &AppState, sku: &Sku) -> Result<Option<ProductFlag>, ApiError> {
     let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT name, stock - reserved FROM products WHERE sku = $1",
-            &[&sku.as_str()],
-        )
-        .await?;
-    Ok(row.map(|row| ProductFlag {
-        name: row.get(0),
-        available: row.get::<_, i32>(1) > 0,
-    }))
+    Ok(products::remaining(&client, sku.as_str())
+        .await?
+        .map(|product| ProductFlag {
+            name: product.name,
+            available: product.units > 0,
+        }))
 }

@@ -75,5 +75,4 @@ async fn two_replicas_sell_exactly_the_stock() {
     for app in &replicas {
         assert_eq!(app.get_product(&sku).await.1["available"], false);
     }
-    db.drop_now().await;
 }

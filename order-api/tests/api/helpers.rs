@@ -10,55 +10,29 @@ use std::{
     time::Duration,
 };
 
-use rand::Rng;
+use drop_contract::messages::OrdersMessage;
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     process::{Child, Command},
 };
 
+pub use test_support::{
+    BrokerObjects, TestDb, amqp_url, connect, env_or, error_code, free_port, phone, random_suffix,
+    redis_url, split,
+};
+
 pub const ADMIN_TOKEN: &str = "test-admin-token";
-
-pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-/// The stack's maintenance database URL: the `drop` role may create databases.
-pub fn admin_database_url() -> String {
-    env_or("DATABASE_URL", "postgres://drop:drop@127.0.0.1:5432/drop")
-}
-
-pub fn redis_url() -> String {
-    env_or("REDIS_URL", "redis://127.0.0.1:6379")
-}
 
 /// An AMQP URL on a loopback port where nothing listens: the relay cannot
 /// publish, so outbox rows stay in the table for a test to inspect.
 pub fn unreachable_amqp_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    format!("amqp://drop:drop@127.0.0.1:{port}/%2f")
-}
-
-pub fn amqp_url() -> String {
-    env_or("AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/%2f")
-}
-
-pub fn random_suffix() -> String {
-    let n: u64 = rand::rng().random();
-    format!("{n:016x}")
+    format!("amqp://drop:drop@127.0.0.1:{}/%2f", free_port())
 }
 
 /// A SKU nobody else uses, so Redis keys never collide between tests.
 pub fn unique_sku(prefix: &str) -> String {
     format!("{prefix}-{}", random_suffix())
-}
-
-/// A distinct, valid Finnish mobile number for customer `i` of a test.
-pub fn phone(base: u32, i: u32) -> String {
-    format!("+35840{:07}", (base.wrapping_mul(7919) + i) % 10_000_000)
 }
 
 pub fn log_dir() -> PathBuf {
@@ -67,64 +41,16 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
-/// Replaces the database name (the path) of a postgres URL.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("DATABASE_URL has a path");
-    format!("{base}/{db}")
+/// What the order-api suite asks of a test database.
+pub trait TestDbExt {
+    async fn order_ids(&self, sku: &str) -> std::collections::HashSet<String>;
+    async fn outbox_order_ids(&self, sku: &str) -> Vec<String>;
+    async fn count(&self, sql: &str, sku: &str) -> i64;
 }
 
-pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
-
-/// A freshly created, empty database; dropped again by `TestDb::drop_now`.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-    admin_url: String,
-}
-
-impl TestDb {
-    pub async fn create_on(admin_url: &str) -> Self {
-        let name = format!("t_{}", random_suffix());
-        let admin = connect(admin_url).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("CREATE DATABASE");
-        Self {
-            url: with_database(admin_url, &name),
-            name,
-            admin_url: admin_url.to_owned(),
-        }
-    }
-
-    pub async fn create() -> Self {
-        Self::create_on(&admin_database_url()).await
-    }
-
-    pub async fn client(&self) -> tokio_postgres::Client {
-        connect(&self.url).await
-    }
-
-    pub async fn drop_now(self) {
-        let admin = connect(&self.admin_url).await;
-        let _ = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await;
-    }
-
+impl TestDbExt for TestDb {
     /// The ids of the orders stored for `sku`.
-    pub async fn order_ids(&self, sku: &str) -> std::collections::HashSet<String> {
+    async fn order_ids(&self, sku: &str) -> std::collections::HashSet<String> {
         self.client()
             .await
             .query("SELECT order_id FROM orders WHERE sku = $1", &[&sku])
@@ -136,26 +62,35 @@ impl TestDb {
     }
 
     /// The order ids the outbox still holds for `sku`, one entry per
-    /// appearance (a row carries a batch of orders), sorted.
-    pub async fn outbox_order_ids(&self, sku: &str) -> Vec<String> {
-        let mut ids: Vec<String> = self
+    /// appearance (a row carries a batch of orders), sorted. Every row is
+    /// parsed with the contract's `OrdersMessage`, the type pdf-generator
+    /// reads it with, so a payload that SQL builds wrongly fails here.
+    async fn outbox_order_ids(&self, sku: &str) -> Vec<String> {
+        let rows = self
             .client()
             .await
-            .query(
-                "SELECT e->>'order_id' FROM outbox, jsonb_array_elements(payload->'orders') e
-                 WHERE payload->>'sku' = $1",
-                &[&sku],
-            )
+            .query("SELECT payload::text FROM outbox", &[])
             .await
-            .expect("outbox")
+            .expect("outbox");
+        let mut ids: Vec<String> = rows
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| {
+                let payload: &str = r.get(0);
+                OrdersMessage::from_slice(payload.as_bytes())
+                    .unwrap_or_else(|e| panic!("an outbox row is not an OrdersMessage: {e}"))
+            })
+            .filter(|m| {
+                let OrdersMessage::BatchV1(batch) = m;
+                batch.sku == sku
+            })
+            .flat_map(|m| m.into_orders())
+            .map(|o| o.order_id.as_str().to_owned())
             .collect();
         ids.sort();
         ids
     }
 
-    pub async fn count(&self, sql: &str, sku: &str) -> i64 {
+    async fn count(&self, sql: &str, sku: &str) -> i64 {
         let row = self
             .client()
             .await
@@ -188,17 +123,22 @@ impl AppOptions {
     }
 }
 
-/// One running `order-api` process; killed when dropped.
+/// One running `order-api` process; killed when dropped, and its broker
+/// objects deleted.
 pub struct App {
     pub base: String,
     pub http: reqwest::Client,
     child: Child,
     pub log: PathBuf,
+    _broker_objects: BrokerObjects,
 }
 
 impl App {
     pub async fn spawn(opts: &AppOptions) -> Self {
         let log = log_dir().join(format!("order-api-{}.log", random_suffix()));
+        // Each process its own voucher-status queue, bound to its own
+        // exchange: deleted with the process, never shared between tests.
+        let status_queue = format!("test.voucher-status.{}", random_suffix());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-api"));
         cmd.env_clear()
             .env("PATH", env_or("PATH", "/usr/bin:/bin"))
@@ -208,6 +148,7 @@ impl App {
             .env("REDIS_URL", &opts.redis_url)
             .env("AMQP_URL", &opts.amqp_url)
             .env("ORDERS_EXCHANGE", &opts.orders_exchange)
+            .env("VOUCHER_STATUS_QUEUE", &status_queue)
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("STOCK_RECONCILE_SECS", "1")
             .env("SHUTDOWN_TIMEOUT_SECS", "5")
@@ -242,6 +183,10 @@ impl App {
                 .expect("http client"),
             child,
             log,
+            _broker_objects: BrokerObjects {
+                queues: vec![status_queue],
+                exchanges: Vec::new(),
+            },
         };
         app.wait_ready().await;
         app
@@ -349,37 +294,14 @@ pub fn customer(sku: &str, i: u32, base: u32) -> Value {
     })
 }
 
-pub async fn split(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap_or_default();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value)
-}
-
-pub fn error_code(v: &Value) -> &str {
-    v["error"].as_str().unwrap_or("<no error code>")
-}
-
-/// A TCP port that is free right now (bind to 0, read it back, release it).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if f().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    test_support::eventually(what, timeout, || {
+        let check = f();
+        async move { check.await.then_some(()) }
+    })
+    .await
 }

@@ -40,7 +40,6 @@ async fn same_key_same_body_replays_the_same_reservation() {
     // A different key for the same phone is a second attempt: already reserved.
     let (s, err) = app.order(&body, Some(&format!("{key}-2"))).await;
     assert_eq!((s, error_code(&err)), (409, "already_reserved"));
-    db.drop_now().await;
 }
 
 /// Retries that race each other, across two replicas, still reserve once and
@@ -74,7 +73,6 @@ async fn concurrent_retries_with_one_key_reserve_once() {
             .await,
         5
     );
-    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -101,5 +99,4 @@ async fn a_keyed_sold_out_answer_is_replayed_too() {
             .await,
         1
     );
-    db.drop_now().await;
 }

@@ -82,7 +82,6 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(status, 404);
     let body: serde_json::Value = serde_json::from_str(&body).expect("404 is JSON");
     assert_eq!(error_code(&body), "not_found");
-    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -116,7 +115,6 @@ async fn refuses_to_start_without_admin_token_unless_dev() {
             .status(),
         200
     );
-    db.drop_now().await;
 }
 
 /// SIGTERM during a burst: requests already in flight finish, the process
@@ -170,5 +168,4 @@ async fn sigterm_drains_in_flight_requests() {
         accepted.is_subset(&stored),
         "a 201 is missing from the database"
     );
-    db.drop_now().await;
 }

@@ -91,7 +91,6 @@ async fn reservation_is_durable_with_its_outbox_row() {
     )
     .await;
     assert_eq!((status, error_code(&err)), (404, "voucher_not_ready"));
-    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -125,7 +124,6 @@ async fn unknown_and_malformed_order_ids_are_404() {
     .await;
     assert_eq!(status, 405, "{err}");
     assert_eq!(error_code(&err), "method_not_allowed");
-    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -169,7 +167,6 @@ async fn one_reservation_per_phone_in_any_format() {
         .count("SELECT count(*) FROM orders WHERE sku = $1", &sku)
         .await;
     assert_eq!(count, 1);
-    db.drop_now().await;
 }
 
 /// Concurrent requests with one phone in different spellings: exactly one wins.
@@ -202,7 +199,6 @@ async fn concurrent_duplicate_phones_reserve_once() {
             .await,
         1
     );
-    db.drop_now().await;
 }
 
 /// At the sell-out boundary, a customer who already holds a reservation
@@ -265,7 +261,6 @@ async fn a_held_phone_at_the_boundary_leaves_its_unit_to_a_newcomer() {
             3
         );
     }
-    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -292,5 +287,4 @@ async fn sold_out_after_the_last_unit() {
     bad_name["first_name"] = "".into();
     let (status, err) = app.order(&bad_name, None).await;
     assert_eq!((status, error_code(&err)), (422, "invalid_field"), "{err}");
-    db.drop_now().await;
 }

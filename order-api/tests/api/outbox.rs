@@ -231,7 +231,6 @@ async fn orders_accepted_while_rabbitmq_is_down_are_published_later() {
         },
     )
     .await;
-    db.drop_now().await;
 }
 
 /// Two replicas relay one outbox: every order is published, and rows are
@@ -263,5 +262,4 @@ async fn two_replicas_publish_every_order() {
         duplicates <= 4,
         "replicas published the same rows: {duplicates} duplicates"
     );
-    db.drop_now().await;
 }

@@ -33,7 +33,6 @@ async fn put_creates_then_updates_and_get_reports_availability() {
         .await
         .expect("product row");
     assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (5, 0));
-    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -47,7 +46,6 @@ async fn unknown_sku_is_404() {
     let (status, body) = app.order(&customer(&unique_sku("nope"), 1, 1), None).await;
     assert_eq!(status, 404);
     assert_eq!(error_code(&body), "unknown_sku");
-    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -77,7 +75,6 @@ async fn admin_token_is_required() {
 
     // Nothing was created by the rejected calls.
     assert_eq!(app.get_product(&sku).await.0, 404);
-    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -96,7 +93,6 @@ async fn stock_cannot_go_below_reserved() {
     let (status, body) = app.put_product(&sku, "Cap", 2).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(app.get_product(&sku).await.1["available"], false);
-    db.drop_now().await;
 }
 
 async fn redis_flag(redis: &Client, sku: &str) -> Option<String> {
@@ -155,5 +151,4 @@ async fn flag_flips_on_sell_out_and_restock() {
     assert_eq!(b.order(&customer(&sku, 3, 21), None).await.0, 201);
     assert_eq!(b.get_product(&sku).await.1["available"], false);
     redis.quit().await.ok();
-    db.drop_now().await;
 }

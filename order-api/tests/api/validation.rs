@@ -107,7 +107,6 @@ async fn bad_requests_get_clear_errors_and_reserve_nothing() {
         let (status, created) = app.order(&body, None).await;
         assert_eq!(status, 201, "{body}: {created}");
     }
-    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -153,5 +152,4 @@ async fn bad_product_bodies_are_rejected() {
         );
         assert_eq!(err["field"], field, "{sku} {body}: {err}");
     }
-    db.drop_now().await;
 }

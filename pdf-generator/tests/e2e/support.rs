@@ -1,7 +1,7 @@
 //! The shared harness: names, databases, processes, the broker and the checks.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -20,24 +19,15 @@ use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// The exchange every dead letter goes through (docs/design.md).
-pub const DLX: &str = "orders.dlx";
-pub const EVENTS_KEY: &str = "voucher-events";
+use test_support::{BrokerObjects, TestDb};
+
+pub use drop_contract::topology::{DEAD_LETTER_EXCHANGE as DLX, EVENTS_ROUTING_KEY as EVENTS_KEY};
+pub use test_support::{amqp_url, eventually, free_port};
+
 const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
 pub fn var(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-pub fn amqp_url() -> String {
-    var("AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/%2f")
-}
-
-fn database_url() -> String {
-    var("DATABASE_URL", "postgres://drop:drop@127.0.0.1:5432/drop")
+    test_support::env_or(name, default)
 }
 
 pub fn bucket() -> String {
@@ -51,17 +41,9 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding 127.0.0.1:0")
-        .port()
-}
-
 /// A valid E.164 number (Finnish mobile range), unique per `n`.
 pub fn phone(n: usize) -> String {
-    format!("+35840{:07}", n % 10_000_000)
+    test_support::phone(0, n as u32)
 }
 
 /// Runs `dev/stack.sh <args>` (chaos tests stop and start shared services).
@@ -87,38 +69,14 @@ pub async fn stack(args: &[&str]) {
     eprintln!("dev/stack.sh {args:?} took {:?}", started.elapsed());
 }
 
-/// Polls `check` every 200 ms until it returns `Some`, or panics after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn quorum_args() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    args
+    drop_contract::topology::quorum_queue_args(false, false)
 }
 
 /// One test's private world: names, database, broker objects, log directory.
 pub struct Harness {
     pub id: String,
-    pub db_name: String,
+    pub db: TestDb,
     pub exchange: String,
     pub orders_queue: String,
     pub events_queue: String,
@@ -130,8 +88,13 @@ pub struct Harness {
     pub sku: String,
     pub logs: PathBuf,
     pub http: reqwest::Client,
+    /// order-api's own voucher-status queue (`VOUCHER_STATUS_QUEUE`).
+    pub status_queue: String,
     admin: tokio::sync::Mutex<Option<(Connection, Channel)>>,
     s3: aws_sdk_s3::Client,
+    /// Deletes the test's queues and exchange when the harness is dropped,
+    /// also when an assert failed.
+    _broker_objects: BrokerObjects,
 }
 
 impl Harness {
@@ -141,19 +104,31 @@ impl Harness {
             std::process::id(),
             rand::random::<u32>()
         );
-        let db_name = format!("pdfgen_e2e_{}", id.replace('-', "_"));
         let logs = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("pdf-generator-e2e")
             .join(&id);
         std::fs::create_dir_all(&logs).expect("creating the log directory");
+        let exchange = format!("orders.e2e.{id}");
+        let queues = [
+            format!("pdf-generator.orders.e2e.{id}"),
+            format!("pdf-generator.s3-events.e2e.{id}"),
+            format!("e2e.vouchers.{id}"),
+            format!("e2e.dead.{id}"),
+            format!("order-api.voucher-status.e2e.{id}"),
+        ];
         let h = Harness {
-            exchange: format!("orders.e2e.{id}"),
-            orders_queue: format!("pdf-generator.orders.e2e.{id}"),
-            events_queue: format!("pdf-generator.s3-events.e2e.{id}"),
-            voucher_queue: format!("e2e.vouchers.{id}"),
-            dead_queue: format!("e2e.dead.{id}"),
+            _broker_objects: BrokerObjects {
+                queues: queues.to_vec(),
+                exchanges: vec![exchange.clone()],
+            },
+            exchange,
+            orders_queue: queues[0].clone(),
+            events_queue: queues[1].clone(),
+            voucher_queue: queues[2].clone(),
+            dead_queue: queues[3].clone(),
+            status_queue: queues[4].clone(),
             sku: format!("E2E-{}", &id[id.len() - 8..]),
-            db_name,
+            db: TestDb::create().await,
             logs,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
@@ -163,7 +138,6 @@ impl Harness {
             s3: s3_client(),
             id,
         };
-        h.create_database().await;
         let ch = h.admin().await;
         ch.exchange_declare(
             DLX.into(),
@@ -190,26 +164,10 @@ impl Harness {
         h
     }
 
-    async fn create_database(&self) {
-        let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
-            .await
-            .expect("connecting to PostgreSQL as drop");
-        let task = tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE \"{}\"", self.db_name))
-            .await
-            .expect("CREATE DATABASE");
-        drop(client);
-        let _ = task.await;
-    }
-
     pub fn database_url(&self) -> String {
-        let base = database_url();
-        let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL has a path");
-        format!("{prefix}/{}", self.db_name)
+        self.db.url.clone()
     }
 
-    /// A live admin channel, reconnecting after a broker restart.
     pub async fn admin(&self) -> Channel {
         let mut slot = self.admin.lock().await;
         if let Some((conn, ch)) = slot.as_ref() {
@@ -307,7 +265,9 @@ impl Harness {
             .env("S3_FORCE_PATH_STYLE", "true")
             .env("ORDERS_EXCHANGE", &self.exchange)
             .env("LOG_FORMAT", "text")
-            .env("RUST_LOG", "info")
+            // Our own crates at debug, so the scan for leaked order ids (pipeline.rs)
+            // covers every line they can write.
+            .env("RUST_LOG", "info,order_api=debug,pdf_generator=debug")
             .env("NO_COLOR", "1");
     }
 
@@ -339,6 +299,7 @@ impl Harness {
         self.common_env(&mut cmd);
         cmd.env("LISTEN_ADDR", addr.to_string())
             .env("DATABASE_URL", self.database_url())
+            .env("VOUCHER_STATUS_QUEUE", &self.status_queue)
             .env("DATABASE_POOL_SIZE", "8")
             .env("REDIS_URL", var("REDIS_URL", "redis://127.0.0.1:6379"))
             .env("APP_PROFILE", "dev")
@@ -484,57 +445,6 @@ impl Harness {
         let pgm = std::fs::read(stem.with_extension("pgm")).expect("pdftoppm wrote a PGM");
         let decoded = decode_qr(&pgm);
         assert_eq!(decoded, vec![order_id.to_owned()], "QR code content");
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        // Async clean-up on a thread of its own: Drop cannot await, and the
-        // test's runtime may be shutting down.
-        let queues = [
-            self.orders_queue.clone(),
-            self.events_queue.clone(),
-            self.voucher_queue.clone(),
-            self.dead_queue.clone(),
-        ];
-        let exchange = self.exchange.clone();
-        let db = self.db_name.clone();
-        let worker = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let broker = async {
-                    let conn =
-                        Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
-                    let ch = conn.create_channel().await?;
-                    for q in &queues {
-                        let _ = ch
-                            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                            .await;
-                    }
-                    let _ = ch
-                        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                        .await;
-                    let _ = conn.close(200, "bye".into()).await;
-                    Ok::<_, lapin::Error>(())
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(15), broker).await;
-                let database = async {
-                    let (client, conn) =
-                        tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await?;
-                    tokio::spawn(conn);
-                    client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-                        .await
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(15), database).await;
-            });
-        });
-        let _ = worker.join();
     }
 }
 

@@ -1,5 +1,12 @@
-//! PostgreSQL: the connection pool, schema migrations, and how to tell an
-//! outage (503, retry later) from a bug (500).
+//! PostgreSQL: the connection pool, schema migrations, how to tell an outage
+//! (503, retry later) from a bug (500), and one adapter per table.
+//!
+//! The `idempotency_keys` table belongs to [`crate::idempotency`], which owns
+//! the whole Idempotency-Key rule.
+
+pub mod orders;
+pub mod outbox;
+pub mod products;
 
 use std::time::Duration;
 
@@ -17,7 +24,7 @@ mod embedded {
 /// Any advisory-lock key works as long as every replica uses the same one.
 const MIGRATION_LOCK_KEY: i64 = 0x6f72_6465_722d_6170; // "order-ap"
 
-fn pg_config(cfg: &Config) -> anyhow::Result<tokio_postgres::Config> {
+pub fn pg_config(cfg: &Config) -> anyhow::Result<tokio_postgres::Config> {
     let mut pg: tokio_postgres::Config = cfg
         .database_url
         .expose_secret()

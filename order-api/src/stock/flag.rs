@@ -1,5 +1,4 @@
-//! The "stock available" flag: a hint that lets the API answer `sold_out`
-//! without touching PostgreSQL, which stays the only truth.
+//! The flag itself, and how replicas share it.
 //!
 //! Three copies, from fastest to most authoritative:
 //! 1. an in-process map on every replica, read on every `POST /v1/orders`;
@@ -9,9 +8,9 @@
 //! 3. PostgreSQL, from which both are rebuilt at startup and every
 //!    `STOCK_RECONCILE_SECS`.
 //!
-//! A stale "available" costs one database round trip that answers sold out.
-//! A stale "sold out" would refuse a sale, so every path that can make stock
-//! available again (restock, reconcile) sets the flag explicitly.
+//! This type holds copies 1 and 2 and keeps them shared; rebuilding them from
+//! copy 3 is the [`super::reconciler`]'s job, and telling browsers is
+//! [`super::announce`]'s.
 
 use std::{
     collections::HashMap,
@@ -22,7 +21,6 @@ use std::{
     time::Duration,
 };
 
-use deadpool_postgres::Pool;
 use fred::{
     clients::SubscriberClient,
     prelude::{
@@ -34,7 +32,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::{broker::Broker, domain::Sku};
+use crate::domain::Sku;
 
 const CHANNEL: &str = "drop:stock";
 
@@ -67,11 +65,10 @@ pub struct StockFlag {
     changes: AtomicU64,
     redis: Client,
     subscriber: SubscriberClient,
-    broker: Arc<Broker>,
 }
 
 impl StockFlag {
-    pub fn new(redis_url: &SecretString, broker: Arc<Broker>) -> anyhow::Result<Self> {
+    pub fn new(redis_url: &SecretString) -> anyhow::Result<Self> {
         let config = RedisConfig::from_url(redis_url.expose_secret())?;
         let mut builder = Builder::from_config(config);
         builder
@@ -96,7 +93,6 @@ impl StockFlag {
             changes: AtomicU64::new(0),
             redis,
             subscriber,
-            broker,
         })
     }
 
@@ -155,8 +151,6 @@ impl StockFlag {
         }
     }
 
-    /// The in-process copy, for the hot path. `None`: this replica has not
-    /// seen the SKU (unknown, or created moments ago on another replica).
     /// Whether this replica knows the SKU is sold out, without copying its
     /// flag: the check on the hot path of a sold-out drop.
     pub fn known_sold_out(&self, sku: &Sku) -> bool {
@@ -167,6 +161,8 @@ impl StockFlag {
             .is_some_and(|flag| !flag.available)
     }
 
+    /// The in-process copy. `None`: this replica has not seen the SKU
+    /// (unknown, or created moments ago on another replica).
     pub fn local(&self, sku: &Sku) -> Option<ProductFlag> {
         self.local
             .read()
@@ -187,26 +183,21 @@ impl StockFlag {
         changed
     }
 
-    /// Records a fact learnt from PostgreSQL: updates this replica at once,
-    /// then Redis and the other replicas, then browsers on `stock.<sku>`.
-    /// The remote steps are best effort and never fail the caller.
-    pub async fn publish(&self, sku: &Sku, flag: ProductFlag) {
+    /// Records a fact learnt from PostgreSQL: in this replica at once, then
+    /// in Redis and, through pub/sub, in the other replicas. Redis is best
+    /// effort and never fails the caller. Returns whether this replica's copy
+    /// changed.
+    pub async fn share(&self, sku: &Sku, flag: &ProductFlag) -> bool {
         let changed = self.set_local(sku.as_str(), flag.clone());
-        if let Err(e) = self.write_redis(sku, &flag).await {
+        if let Err(e) = self.write_redis(sku, flag).await {
             tracing::debug!(error = %e, sku = %sku, "stock flag not written to Redis");
         }
-        if changed {
-            metrics::counter!("stock_flag_flips_total", "available" => flag.available.to_string())
-                .increment(1);
-            let body = serde_json::json!({"sku": sku.as_str(), "available": flag.available});
-            if let Err(e) = self
-                .broker
-                .publish_topic(&format!("stock.{sku}"), body.to_string().as_bytes())
-                .await
-            {
-                tracing::debug!(error = %e, sku = %sku, "stock event not published to RabbitMQ");
-            }
-        }
+        changed
+    }
+
+    /// Bumped on every change of the in-process copy; see the reconciler.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
     }
 
     async fn write_redis(&self, sku: &Sku, flag: &ProductFlag) -> Result<(), fred::error::Error> {
@@ -251,64 +242,6 @@ impl StockFlag {
             })),
             _ => Ok(None),
         }
-    }
-
-    /// Rebuilds every copy of the flag from PostgreSQL.
-    ///
-    /// A snapshot can be overtaken: a restock may commit (and announce
-    /// "available") between the SELECT and the writes below. Writing the
-    /// older "sold out" over it would refuse sales until the next pass, so a
-    /// pass that saw any change during its snapshot leaves "sold out"
-    /// corrections to the next pass. Corrections towards "available" are
-    /// always safe: a stale "available" costs one database round trip.
-    pub async fn reconcile(&self, pool: &Pool) -> anyhow::Result<()> {
-        let before = self.changes.load(Ordering::SeqCst);
-        let client = pool.get().await?;
-        let rows = client
-            .query("SELECT sku, name, stock - reserved FROM products", &[])
-            .await?;
-        for row in rows {
-            let sku: String = row.get(0);
-            let remaining: i32 = row.get(2);
-            metrics::gauge!("stock_remaining", "sku" => sku.clone()).set(f64::from(remaining));
-            let Ok(sku) = Sku::parse(&sku) else { continue };
-            let flag = ProductFlag {
-                name: row.get(1),
-                available: remaining > 0,
-            };
-            // Redis may have lost its data (restart, eviction) or missed a
-            // write while it was down: rewrite it whenever it disagrees.
-            let in_redis = self.read_redis(&sku).await.ok().flatten();
-            if in_redis.as_ref() != Some(&flag) || self.local(&sku).as_ref() != Some(&flag) {
-                if !flag.available && self.changes.load(Ordering::SeqCst) != before {
-                    tracing::debug!(sku = %sku, "flag changed during reconcile; sold-out correction deferred");
-                    continue;
-                }
-                self.publish(&sku, flag).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Reconciles now, then every `every`, until `cancel`.
-    pub fn spawn_reconciler(
-        self: &Arc<Self>,
-        pool: Pool,
-        every: Duration,
-        cancel: CancellationToken,
-    ) {
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = me.reconcile(&pool).await {
-                    tracing::warn!(error = %e, "stock flag reconcile failed");
-                }
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(every) => {}
-                }
-            }
-        });
     }
 
     pub fn redis_connected(&self) -> bool {

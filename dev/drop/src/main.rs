@@ -7,15 +7,12 @@
 //! PostgreSQL. It exits 1 if any invariant fails, 2 if the run could not start.
 //!
 //! ```text
-//! cargo run --release -p order-api --bin drop -- --units 1000 --customers 20000 -c 64 \
+//! cargo run --release -p drop -- --units 1000 --customers 20000 -c 64 \
 //!     --target http://127.0.0.1:8080 --json drop.json
 //! ```
 
-#[path = "drop/load.rs"]
 mod load;
-#[path = "drop/report.rs"]
 mod report;
-#[path = "drop/vouchers.rs"]
 mod vouchers;
 
 use std::{

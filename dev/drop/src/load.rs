@@ -403,7 +403,11 @@ async fn classify(response: reqwest::Response) -> Answer {
     let code = body["error"].as_str().unwrap_or("");
     match (status, code) {
         (201, _) => match body["order_id"].as_str() {
-            Some(id) if id.len() == 32 && body["voucher_topic"] == format!("voucher.{id}") => {
+            Some(id)
+                if id.len() == 32
+                    && body["voucher_topic"]
+                        == format!("{}{id}", drop_contract::topology::VOUCHER_KEY_PREFIX) =>
+            {
                 Answer::Reserved {
                     order_id: id.to_owned(),
                     replayed,

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use drop_contract::topology;
 use futures::StreamExt;
 use lapin::{
     Channel, Connection, ConnectionProperties,
@@ -141,13 +142,13 @@ impl Vouchers {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
         let channel = self.channels[i].clone();
         let queue = self.queue.clone();
-        let key = format!("voucher.{order_id}");
+        let key = format!("{}{order_id}", topology::VOUCHER_KEY_PREFIX);
         let state = Arc::clone(&self.state);
         tokio::spawn(async move {
             if let Err(e) = channel
                 .queue_bind(
                     queue.as_str().into(),
-                    "amq.topic".into(),
+                    topology::TOPIC_EXCHANGE.into(),
                     key.as_str().into(),
                     QueueBindOptions::default(),
                     FieldTable::default(),

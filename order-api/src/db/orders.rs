@@ -1,0 +1,51 @@
+//! The `orders` table: one row per reservation. `UNIQUE (sku, phone)` makes a
+//! second reservation for the same phone impossible even if the code were
+//! wrong. Rows are inserted by the reservation statement (`reserve::tx`);
+//! here they are read, and their voucher status recorded.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Client, Pool};
+use drop_contract::OrderId;
+use tokio_postgres::Error;
+
+/// An order, as its holder may see it.
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    pub sku: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// `reserved`, then `voucher_ready` once the voucher is stored.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn get(client: &Client, order_id: &OrderId) -> Result<Option<OrderRow>, Error> {
+    let row = client
+        .query_opt(
+            "SELECT sku, first_name, last_name, status, created_at FROM orders WHERE order_id = $1",
+            &[&order_id.as_str()],
+        )
+        .await?;
+    Ok(row.map(|row| OrderRow {
+        sku: row.get(0),
+        first_name: row.get(1),
+        last_name: row.get(2),
+        status: row.get(3),
+        created_at: row.get(4),
+    }))
+}
+
+/// Records that these orders' vouchers are stored. Only `reserved` orders
+/// change, so a repeated message changes nothing. Returns how many changed.
+pub async fn mark_voucher_ready(pool: &Pool, order_ids: &[OrderId]) -> anyhow::Result<u64> {
+    let ids: Vec<&str> = order_ids.iter().map(OrderId::as_str).collect();
+    let client = pool.get().await?;
+    let updated = client
+        .execute(
+            "UPDATE orders SET status = 'voucher_ready'
+             WHERE order_id = ANY($1) AND status = 'reserved'",
+            &[&ids],
+        )
+        .await?;
+    Ok(updated)
+}
