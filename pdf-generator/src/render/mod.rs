@@ -22,8 +22,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::order::Order;
 
-const LATIN_TTF: &[u8] = include_bytes!("../../res/fonts/DejaVuSans.ttf");
-const CJK_TTF: &[u8] = include_bytes!("../../res/fonts/DroidSansFallbackFull.ttf");
+const LATIN_TTF: &[u8] = include_bytes!("../../../res/fonts/DejaVuSans.ttf");
+const CJK_TTF: &[u8] = include_bytes!("../../../res/fonts/DroidSansFallbackFull.ttf");
 
 // A5 portrait: fits a phone screen and prints on half a sheet.
 const PAGE_W: f32 = 148.0;
