@@ -9,18 +9,19 @@
 //! Fonts are embedded as Type0/Identity-H with a ToUnicode map (printpdf does
 //! this), which is what lets PDF readers and tests extract the text again.
 //!
-//! The QR code is drawn as vector rectangles, not an image: it stays sharp at
-//! any zoom and costs a few hundred bytes.
+//! The QR code is drawn as vector rectangles, not an image ([`qr`]): it stays
+//! sharp at any zoom and costs a few hundred bytes.
 
-use fast_qr::{ECL, QRCode, qr::QRBuilder};
 use printpdf::{
-    Color, LinePoint, Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFontHandle, PdfPage,
-    PdfSaveOptions, Point, Polygon, PolygonRing, Pt, Rgb, TextItem, WindingOrder,
+    Color, Mm, Op, ParsedFont, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Rgb,
+    TextItem,
 };
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
 use crate::order::Order;
+
+mod qr;
 
 const LATIN_TTF: &[u8] = include_bytes!("../../../res/fonts/DejaVuSans.ttf");
 const CJK_TTF: &[u8] = include_bytes!("../../../res/fonts/DroidSansFallbackFull.ttf");
@@ -350,11 +351,11 @@ pub fn render_voucher(order: &Order, fonts: &Fonts) -> Result<Vec<u8>, RenderErr
     page.line(LABEL_ISSUED, 9.0, 9.0, GREY);
     page.line(&issued, 11.0, 11.0, BLACK);
 
-    let qr = qr_code(order.order_id.as_str())?;
+    let qr = qr::encode(order.order_id.as_str())?;
     let qr_x = (PAGE_W - QR_SIZE) / 2.0;
     let qr_y = MARGIN + 14.0;
     page.ops.push(Op::SetFillColor { col: BLACK });
-    page.ops.push(qr_polygon(&qr, qr_x, qr_y, QR_SIZE));
+    page.ops.push(qr::polygon(&qr, qr_x, qr_y, QR_SIZE));
 
     page.y = MARGIN + 6.0;
     page.line(FOOTER, 9.0, 9.0, GREY);
@@ -528,61 +529,6 @@ fn ellipsize(fonts: &Fonts, text: &str, size: f32, max: f32) -> String {
         }
     }
     "…".to_owned()
-}
-
-/// The order id as a QR code, error correction level M (15%), with the mask
-/// chosen by the standard's penalty rules. fast_qr does that in about 0.06 ms;
-/// the qrcode crate took 0.22 ms, a quarter of a render, mostly scoring masks.
-fn qr_code(text: &str) -> Result<QRCode, fast_qr::qr::QRCodeError> {
-    QRBuilder::new(text).ecl(ECL::M).build()
-}
-
-/// Whether the module at (`col`, `row`) is dark; row 0 is the top.
-fn qr_dark(qr: &QRCode, col: usize, row: usize) -> bool {
-    qr.data[row * qr.size + col].value()
-}
-
-/// The QR matrix as one filled polygon: a rectangle per horizontal run of
-/// dark modules. The page is white, so the quiet zone needs no drawing, only
-/// the space the layout leaves around the code.
-fn qr_polygon(qr: &QRCode, x: f32, y: f32, size: f32) -> Op {
-    let n = qr.size;
-    let module = size / n as f32;
-    let mut rings = Vec::new();
-    for row in 0..n {
-        let mut col = 0;
-        while col < n {
-            if !qr_dark(qr, col, row) {
-                col += 1;
-                continue;
-            }
-            let start = col;
-            while col < n && qr_dark(qr, col, row) {
-                col += 1;
-            }
-            // Row 0 is the top of the code; PDF y grows upwards.
-            let x0 = x + start as f32 * module;
-            let x1 = x + col as f32 * module;
-            let y1 = y + size - row as f32 * module;
-            let y0 = y1 - module;
-            rings.push(PolygonRing {
-                points: [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-                    .into_iter()
-                    .map(|(px, py)| LinePoint {
-                        p: Point::new(Mm(px), Mm(py)),
-                        bezier: false,
-                    })
-                    .collect(),
-            });
-        }
-    }
-    Op::DrawPolygon {
-        polygon: Polygon {
-            rings,
-            mode: PaintMode::Fill,
-            winding_order: WindingOrder::NonZero,
-        },
-    }
 }
 
 #[cfg(test)]
@@ -819,65 +765,5 @@ mod tests {
         assert!(lines[2].ends_with('…'));
         // A long voucher still renders.
         render_voucher(&order(&long, &long, &long), fonts()).expect("renders");
-    }
-
-    #[test]
-    fn the_qr_code_reads_back_as_the_order_id() {
-        let id = "0123456789abcdef0123456789abcdef";
-        let qr = qr_code(id).expect("encodes");
-        // 4 px per module and a 4-module quiet zone, as a scanner would see it.
-        let (px, quiet) = (4, 4);
-        let w = (qr.size + 2 * quiet) * px;
-        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, w, |x, y| {
-            let (col, row) = ((x / px).wrapping_sub(quiet), (y / px).wrapping_sub(quiet));
-            if col < qr.size && row < qr.size && qr_dark(&qr, col, row) {
-                0
-            } else {
-                255
-            }
-        });
-        let grids = img.detect_grids();
-        assert_eq!(grids.len(), 1);
-        let (_, content) = grids[0].decode().expect("decodes");
-        assert_eq!(content, id);
-    }
-
-    #[test]
-    fn qr_polygon_covers_exactly_the_dark_modules() {
-        let qr = qr_code("0123456789abcdef0123456789abcdef").expect("encodes");
-        let n = qr.size;
-        let size = n as f32; // one unit per module
-        let Op::DrawPolygon { polygon } = qr_polygon(&qr, 0.0, 0.0, size) else {
-            panic!("not a polygon");
-        };
-        // Paint every ring back into a module grid (rows from the top).
-        let mut painted = vec![vec![0u32; n]; n];
-        for ring in &polygon.rings {
-            let xs: Vec<f32> = ring.points.iter().map(|p| Mm::from(p.p.x).0).collect();
-            let ys: Vec<f32> = ring.points.iter().map(|p| Mm::from(p.p.y).0).collect();
-            let (x0, x1) = (
-                xs.iter().cloned().fold(f32::MAX, f32::min),
-                xs.iter().cloned().fold(f32::MIN, f32::max),
-            );
-            let (y0, y1) = (
-                ys.iter().cloned().fold(f32::MAX, f32::min),
-                ys.iter().cloned().fold(f32::MIN, f32::max),
-            );
-            assert!((y1 - y0 - 1.0).abs() < 1e-3, "a ring spans one row");
-            let row = (size - y1).round() as usize;
-            for times in &mut painted[row][x0.round() as usize..x1.round() as usize] {
-                *times += 1;
-            }
-        }
-        let mut dark = 0;
-        for (row, cols) in painted.iter().enumerate() {
-            for (col, times) in cols.iter().enumerate() {
-                let want = u32::from(qr_dark(&qr, col, row));
-                assert_eq!(*times, want, "module ({col}, {row})");
-                dark += want;
-            }
-        }
-        // Runs merge neighbours: fewer rectangles than dark modules.
-        assert!(!polygon.rings.is_empty() && (polygon.rings.len() as u32) < dark);
     }
 }
