@@ -8,8 +8,9 @@
 #   start|stop|restart SVC  SVC is postgres | redis | rabbitmq | s3 (chaos tests use these)
 #   check                   end-to-end self-test: S3 PUT -> AMQP event, browser STOMP permissions
 #
-# Services and names follow docs/design.md; the recipes (Ceph RGW as the S3 server
-# with AMQP bucket notifications) follow shared/notes/local-stack.md.
+# Services and names follow docs/design.md. The S3 server is Ceph's RADOS Gateway
+# (Debian's radosgw), which sends S3 event records to RabbitMQ through its bucket
+# notifications: "Bucket Notifications" in Ceph's RGW documentation.
 #
 # State lives under one git-ignored directory, $STACK_DIR (default: <repo>/.stack).
 # A service that already listens on its port (another checkout's stack, a system
