@@ -3,6 +3,9 @@
 # paths, the ports, messages, probes, pid files, ownership markers, and the
 # installs (Debian packages, the Python venv). Sourced by dev/stack.sh, which
 # sets ROOT (the repository) first.
+#
+# The constants and paths here are read by the files that source this one.
+# shellcheck disable=SC2034
 
 STATE=${STACK_DIR:-$ROOT/.stack}
 mkdir -p "$STATE"
@@ -31,7 +34,7 @@ VERBOSE=${STACK_VERBOSE:-0}
 
 # ---------------------------------------------------------------- helpers
 
-say() { [[ $VERBOSE == 1 ]] && printf 'stack: %s\n' "$*" >&2 || true; }
+say() { if [[ $VERBOSE == 1 ]]; then printf 'stack: %s\n' "$*" >&2 || true; fi; }
 warn() { printf 'stack: warning: %s\n' "$*" >&2; }
 die() { printf 'stack: ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -136,12 +139,12 @@ ensure_packages() {
 
 # The venv that runs dev/s3_setup.py and dev/stack_check.py: boto3 (S3 and SNS),
 # pika (AMQP), websocket-client (Web-STOMP check). Debian's python, not a pyenv shim.
-VENV_REQS="boto3 pika websocket-client"
+VENV_REQS=(boto3 pika websocket-client)
 ensure_venv() {
-    if [[ -x $PY && $(cat "$VENV/.reqs" 2>/dev/null) == "$VENV_REQS" ]]; then return 0; fi
+    if [[ -x $PY && $(cat "$VENV/.reqs" 2>/dev/null) == "${VENV_REQS[*]}" ]]; then return 0; fi
     local log=$STATE/venv.log
     /usr/bin/python3 -m venv "$VENV" >"$log" 2>&1 || die_log "python3 -m venv failed" "$log"
-    "$VENV/bin/pip" install -q --disable-pip-version-check $VENV_REQS >>"$log" 2>&1 ||
-        die_log "pip install $VENV_REQS failed" "$log"
-    echo "$VENV_REQS" >"$VENV/.reqs"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${VENV_REQS[@]}" >>"$log" 2>&1 ||
+        die_log "pip install ${VENV_REQS[*]} failed" "$log"
+    echo "${VENV_REQS[*]}" >"$VENV/.reqs"
 }

@@ -12,7 +12,7 @@ pg_bindir() {
     for d in /usr/lib/postgresql/*/bin; do
         [[ -x $d/initdb ]] || continue
         v=${d#/usr/lib/postgresql/}; v=${v%/bin}
-        [[ $v =~ ^[0-9]+$ ]] && ((v >= 15)) || continue
+        if [[ ! $v =~ ^[0-9]+$ ]] || ((v < 15)); then continue; fi
         if [[ -z $best ]] || ((v > ${best#*:})); then best=$d:$v; fi
     done
     [[ -n $best ]] && echo "${best%:*}"
@@ -21,7 +21,7 @@ pg_bindir() {
 pg_pid() { pid_alive "$PGDATA/postmaster.pid" postgres; }
 as_postgres() { runuser -u postgres -- "$@"; }
 
-pg_ready() { "$(pg_bindir)/pg_isready" -q -h 127.0.0.1 -p $PG_PORT; }
+pg_ready() { "$(pg_bindir)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 
 pg_init() {
     local bin=$1
@@ -67,6 +67,8 @@ pg_start() {
     # The server appends to the log as postgres.
     touch "$PG_LOG" && chown postgres:postgres "$PG_LOG"
     # -w waits until the server accepts connections (bounded by -t).
+    # pg_ctl's -l and our >> both append to the log; nothing reads it here.
+    # shellcheck disable=SC2094
     setsid -w runuser -u postgres -- "$bin/pg_ctl" -D "$PGDATA" -l "$PG_LOG" -w -t 60 -s start \
         </dev/null >>"$PG_LOG" 2>&1 || die_log "PostgreSQL did not start" "$PG_LOG"
 }
@@ -82,14 +84,14 @@ EOF
     local bin
     bin=$(pg_bindir)
     if [[ $(owner postgres) == ours ]]; then
-        as_postgres "$bin/psql" -h "$PG_SOCK" -p $PG_PORT -U postgres -d postgres -qAt \
+        as_postgres "$bin/psql" -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres -qAt \
             -v ON_ERROR_STOP=1 <<<"$sql" >/dev/null 2>"$PG_DIR/setup.err" ||
             die_log "creating role/database drop failed" "$PG_DIR/setup.err"
         return 0
     fi
     # Reused server: try as its superuser through the default socket (peer auth); if
     # that is not possible, it is enough that the contract's credentials work.
-    if as_postgres psql -p $PG_PORT -d postgres -qAt -v ON_ERROR_STOP=1 <<<"$sql" >/dev/null 2>&1; then
+    if as_postgres psql -p "$PG_PORT" -d postgres -qAt -v ON_ERROR_STOP=1 <<<"$sql" >/dev/null 2>&1; then
         return 0
     fi
     "$bin/psql" "postgres://drop:drop@127.0.0.1:$PG_PORT/drop" -qAt -c 'SELECT 1' >/dev/null 2>&1 ||
@@ -99,7 +101,7 @@ EOF
 postgres_start() {
     if pg_pid >/dev/null; then
         set_owner postgres ours
-    elif port_open $PG_PORT; then
+    elif port_open "$PG_PORT"; then
         say "postgres: reusing the server already on :$PG_PORT"
         set_owner postgres reused
     else

@@ -81,7 +81,7 @@ mgmt() {
 
 # Ready = AMQP accepts connections and the Web-STOMP listener is registered.
 rmq_ready() {
-    port_open $AMQP_PORT || return 1
+    port_open "$AMQP_PORT" || return 1
     mgmt GET /api/overview 2>/dev/null | grep -q '"protocol":"http/web-stomp"'
 }
 
@@ -92,6 +92,7 @@ rmq_start_node() {
     # The Erlang cookie lives in the rabbitmq user's HOME (created by the package).
     if [[ ! -s $RMQ_HOME/.erlang.cookie ]]; then
         mkdir -p "$RMQ_HOME"
+        # shellcheck disable=SC2019 # ASCII A-Z on purpose: the cookie is a plain token.
         tr -dc A-Z </dev/urandom | head -c 20 >"$RMQ_HOME/.erlang.cookie"
         chmod 400 "$RMQ_HOME/.erlang.cookie"
         chown rabbitmq:rabbitmq "$RMQ_HOME/.erlang.cookie" 2>/dev/null || true
@@ -160,7 +161,7 @@ rmq_setup() {
 rabbitmq_start() {
     if rmq_pid >/dev/null; then
         set_owner rabbitmq ours
-    elif port_open $AMQP_PORT; then
+    elif port_open "$AMQP_PORT"; then
         say "rabbitmq: reusing the broker already on :$AMQP_PORT"
         set_owner rabbitmq reused
     else
@@ -184,6 +185,6 @@ rabbitmq_stop() {
 rabbitmq_status() {
     local pid
     if pid=$(rmq_pid); then echo "rabbitmq  up    ours    127.0.0.1:$AMQP_PORT (mgmt :$MGMT_PORT, web-stomp :$STOMP_PORT/ws)  pid $pid  node $RMQ_NODENAME"
-    elif port_open $AMQP_PORT; then echo "rabbitmq  up    reused  127.0.0.1:$AMQP_PORT"
+    elif port_open "$AMQP_PORT"; then echo "rabbitmq  up    reused  127.0.0.1:$AMQP_PORT"
     else echo "rabbitmq  down"; fi
 }

@@ -167,7 +167,7 @@ s3_setup() {
 s3_start() {
     if rgw_pid >/dev/null; then
         set_owner s3 ours
-    elif port_open $S3_PORT; then
+    elif port_open "$S3_PORT"; then
         say "s3: reusing the server already on :$S3_PORT"
         set_owner s3 reused
     else
