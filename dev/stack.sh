@@ -126,14 +126,7 @@ cmd_up() {
 cmd_down() {
     # Reverse order; reused services are left alone.
     if [[ $(owner s3) == ours ]]; then ceph_stop_all; fi
-    if [[ $(owner rabbitmq) == ours ]]; then
-        rabbitmq_stop
-        # epmd refuses -kill while any node is still registered, so this is safe.
-        if [[ -e $RUN/epmd.ours ]]; then
-            ERL_EPMD_ADDRESS=127.0.0.1 epmd -kill >/dev/null 2>&1 || true
-            rm -f "$RUN/epmd.ours"
-        fi
-    fi
+    if [[ $(owner rabbitmq) == ours ]]; then rabbitmq_down; fi
     if [[ $(owner redis) == ours ]]; then redis_stop; fi
     if [[ $(owner postgres) == ours ]]; then postgres_stop; fi
     rm -f "$RUN"/*.owner

@@ -182,6 +182,16 @@ rabbitmq_stop() {
     stop_pid "$RMQ_PID" beam 30
 }
 
+# `down`: the node, then epmd if our node was the one that started it.
+rabbitmq_down() {
+    rabbitmq_stop
+    # epmd refuses -kill while any node is still registered, so this is safe.
+    if [[ -e $RUN/epmd.ours ]]; then
+        ERL_EPMD_ADDRESS=127.0.0.1 epmd -kill >/dev/null 2>&1 || true
+        rm -f "$RUN/epmd.ours"
+    fi
+}
+
 rabbitmq_status() {
     local pid
     if pid=$(rmq_pid); then echo "rabbitmq  up    ours    127.0.0.1:$AMQP_PORT (mgmt :$MGMT_PORT, web-stomp :$STOMP_PORT/ws)  pid $pid  node $RMQ_NODENAME"
