@@ -127,6 +127,7 @@ rmq_ctl() { (rmq_env && timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"); }
 # Users, permissions and the exchange RGW publishes to. All idempotent PUTs.
 rmq_setup() {
     local err=$RMQ_DIR/setup.err
+    mkdir -p "$RMQ_DIR" # not made yet when the broker is reused
     if mgmt GET /api/whoami >/dev/null 2>&1; then
         {
             mgmt PUT /api/users/drop '{"password":"drop","tags":""}' &&

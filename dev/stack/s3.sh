@@ -153,6 +153,7 @@ s3_user() {
 s3_setup() {
     ensure_venv
     local err=$CEPH_DIR/setup.err rc=0
+    mkdir -p "$CEPH_DIR" # not made yet when the gateway is reused
     "$PY" "$ROOT/dev/s3_setup.py" setup 2>"$err" || rc=$?
     if ((rc == 3)) && [[ $(owner s3) == ours ]]; then
         # The keys are unknown to this gateway (e.g. user.done survived a wipe): retry.
