@@ -4,7 +4,6 @@
 # dev/stack.sh.
 
 RMQ_DIR=$STATE/rabbitmq
-RMQ_DIR=$STATE/rabbitmq
 RMQ_NODENAME=drop@localhost
 # rabbitmqctl (Debian's wrapper, run as root) switches to the rabbitmq user, whose
 # HOME holds the Erlang cookie. Our node runs as root with the same HOME, so that

@@ -4,7 +4,6 @@
 # that restarts radosgw. Sourced by dev/stack.sh.
 
 CEPH_DIR=$STATE/ceph
-CEPH_DIR=$STATE/ceph
 CEPH_CONF=$CEPH_DIR/ceph.conf
 
 CEPH_RUN=$CEPH_DIR/run
