@@ -13,8 +13,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WEB=$ROOT/res/web
 cd "$WEB"
 
-command -v node >/dev/null && command -v npm >/dev/null ||
-    { echo "assets: node and npm are needed (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "assets: node and npm are needed (Debian: apt-get install nodejs npm)" >&2
+    exit 1
+fi
 
 digest() { sha256sum "$@" | sha256sum | cut -c1-64; }
 
@@ -27,7 +29,8 @@ if [[ ! -d node_modules || $(cat "$deps_stamp" 2>/dev/null) != "$deps" ]]; then
 fi
 
 build_stamp=node_modules/.drop-build-stamp
-inputs=$(digest package-lock.json build.mjs index.html $(find src -type f | sort))
+mapfile -t sources < <(find src -type f | sort)
+inputs=$(digest package-lock.json build.mjs index.html "${sources[@]}")
 if [[ ! -s dist/index.html || ! -s dist/assets/app.js || $(cat "$build_stamp" 2>/dev/null) != "$inputs" ]]; then
     echo "assets: npm run build -> res/web/dist" >&2
     npm run --silent build >&2

@@ -60,7 +60,8 @@ APPDB=bench_app_$ID
 DROPDB=bench_drop_$ID
 EXCHANGE=bench.orders.$ID
 DROP_EXCHANGE=bench.drop.orders.$ID
-export ADMIN_TOKEN=bench-$(random_hex 16)
+ADMIN_TOKEN=bench-$(random_hex 16)
+export ADMIN_TOKEN
 cleanup() {
     stop_all
     drop_db "$PGDB"
@@ -93,7 +94,7 @@ PGURL=$(db_url "$PGDB")
 # Every migration, in version order: the schema order-api runs on.
 while read -r migration; do
     psql "$PGURL" -q -v ON_ERROR_STOP=1 -f "$migration"
-done < <(ls order-api/migrations/V*__*.sql | sort -V)
+done < <(find order-api/migrations -maxdepth 1 -name 'V*__*.sql' | sort -V)
 psql "$PGURL" -q -v ON_ERROR_STOP=1 -c "INSERT INTO products (sku, name, stock) VALUES
     ('PGB-SINGLE', 'Bench product', 2000000000),
     ('PGB-TX1', 'Bench product', 2000000000),

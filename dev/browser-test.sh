@@ -124,5 +124,7 @@ log "order-api on $BASE_URL (database $DB), pdf-generator pid $PDF_PID"
 # ---------------------------------------------------------------- tests
 
 cd res/web
+# Unquoted on purpose: BROWSER_TESTS is a list of files, the default a glob.
+# shellcheck disable=SC2086
 ADMIN_TOKEN=$ADMIN_TOKEN PDF_GENERATOR_PID=$PDF_PID ARTIFACTS_DIR=$ART CHROMIUM=/usr/bin/chromium \
     node --test --test-concurrency=1 ${BROWSER_TESTS:-test/*.test.mjs}

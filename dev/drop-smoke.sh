@@ -27,8 +27,10 @@ cargo build --quiet --workspace --bins
 ID=$(random_hex 4)
 DB=dropsmoke_$ID
 EXCHANGE=dropsmoke.orders.$ID
-export ADMIN_TOKEN=smoke-$(random_hex 16)
+ADMIN_TOKEN=smoke-$(random_hex 16)
+export ADMIN_TOKEN
 
+# shellcheck disable=SC2317 # run by the EXIT trap below
 cleanup() {
     stop_all
     drop_db "$DB"

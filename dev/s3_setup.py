@@ -4,8 +4,10 @@
     s3_setup.py setup             bucket, SNS topic -> RabbitMQ, bucket notification
     s3_setup.py declare-exchange  the durable topic exchange RGW publishes to
 
-Names come from docs/design.md; the order (exchange, topic, notification) and the
-topic attributes from shared/notes/local-stack.md. Exit code 3 means the gateway
+Names come from docs/design.md. The order (exchange, topic, notification) and the
+topic attributes follow "Bucket Notifications" in Ceph's RGW documentation: a
+notification names an existing topic, and a topic's amqp-exchange must already
+exist on the broker (RGW does not declare it). Exit code 3 means the gateway
 does not know the access key (the caller then creates the S3 user and retries).
 """
 
@@ -45,9 +47,9 @@ TOPIC_ATTRIBUTES = {
     #   likely because the PUT's coroutine already resumed on an idle frontend
     #   thread and freed it. The more idle frontend threads, the likelier: with
     #   8, about one 1,000-voucher drop in four crashed it (64 PUTs in flight);
-    #   with 2 (dev/stack.sh's rgw_thread_pool_size), none in 50 drops at 64-128.
-    #   dev/stack.sh also runs a watchdog that restarts radosgw; the failed PUTs
-    #   are retried by pdf-generator and emit their events then.
+    #   with 2 (rgw_thread_pool_size in dev/stack/s3.sh), none in 50 drops at
+    #   64-128. dev/stack.sh also runs a watchdog that restarts radosgw; the
+    #   failed PUTs are retried by pdf-generator and emit their events then.
     "amqp-ack-level": "broker",
 }
 

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# dev/stack/rabbitmq.sh: RabbitMQ with the management and Web-STOMP plugins, its
+# users and permissions, and the exchange RGW publishes S3 events to. Sourced by
+# dev/stack.sh.
+
+RMQ_DIR=$STATE/rabbitmq
+RMQ_NODENAME=drop@localhost
+# rabbitmqctl (Debian's wrapper, run as root) switches to the rabbitmq user, whose
+# HOME holds the Erlang cookie. Our node runs as root with the same HOME, so that
+# plain `rabbitmqctl` with RABBITMQ_NODENAME set reaches it.
+RMQ_HOME=/var/lib/rabbitmq
+
+RMQ_PID=$RMQ_DIR/rabbit.pid
+RMQ_LOGDIR=$RMQ_DIR/log
+RMQ_LOG=$RMQ_LOGDIR/$RMQ_NODENAME.log
+RMQ_STARTLOG=$RMQ_LOGDIR/startup.log
+
+# Everything the server and its CLI need to find this node and keep their state
+# here. Exported by rmq_env (for our own processes) and written to $STATE/env.
+rmq_env_vars() {
+    cat <<EOF
+RABBITMQ_NODENAME=$RMQ_NODENAME
+RABBITMQ_CONF_ENV_FILE=$RMQ_DIR/rabbitmq-env.conf
+RABBITMQ_CONFIG_FILE=$RMQ_DIR/rabbitmq.conf
+RABBITMQ_ADVANCED_CONFIG_FILE=$RMQ_DIR/advanced.config
+RABBITMQ_ENABLED_PLUGINS_FILE=$RMQ_DIR/enabled_plugins
+RABBITMQ_MNESIA_BASE=$RMQ_DIR/mnesia
+RABBITMQ_LOG_BASE=$RMQ_LOGDIR
+RABBITMQ_PID_FILE=$RMQ_PID
+ERL_EPMD_ADDRESS=127.0.0.1
+EOF
+}
+
+rmq_env() {
+    local line
+    while IFS= read -r line; do export "${line?}"; done < <(rmq_env_vars)
+    # Erlang distribution and CLI nodes on loopback too.
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+    export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+    export RABBITMQ_DIST_PORT=25672
+    export HOME=$RMQ_HOME
+}
+
+rmq_write_conf() {
+    mkdir -p "$RMQ_DIR" "$RMQ_LOGDIR" "$RMQ_DIR/mnesia"
+    # Keep /etc/rabbitmq/rabbitmq-env.conf out of it: our env file is empty on purpose.
+    : >"$RMQ_DIR/rabbitmq-env.conf"
+    echo '[rabbitmq_management,rabbitmq_web_stomp].' >"$RMQ_DIR/enabled_plugins"
+    cat >"$RMQ_DIR/rabbitmq.conf" <<EOF
+# written by dev/stack.sh
+listeners.tcp.1 = 127.0.0.1:$AMQP_PORT
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $MGMT_PORT
+web_stomp.tcp.ip = 127.0.0.1
+web_stomp.tcp.port = $STOMP_PORT
+web_stomp.ws_path = /ws
+# guest may log in from loopback only (RGW publishes as guest from 127.0.0.1).
+loopback_users.guest = true
+# No ANONYMOUS login: every client names a user.
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+log.file.level = info
+log.console = false
+EOF
+    # The STOMP plugin (which Web-STOMP runs on) defaults to logging clients that
+    # send no credentials in as guest/guest, and to a plain STOMP listener on 61613:
+    # switch off both, so browsers must use the browser user over Web-STOMP only.
+    cat >"$RMQ_DIR/advanced.config" <<'EOF'
+[{rabbitmq_stomp, [{default_user, []}, {tcp_listeners, []}, {ssl_listeners, []}]}].
+EOF
+}
+
+# GET/PUT on the management API as guest (allowed from loopback only).
+mgmt() {
+    local method=$1 path=$2 body=${3:-}
+    local args=(-fsS -m 10 -u guest:guest -X "$method" -H 'content-type: application/json')
+    [[ -n $body ]] && args+=(--data "$body")
+    curl "${args[@]}" "http://127.0.0.1:$MGMT_PORT$path"
+}
+
+# Ready = AMQP accepts connections and the Web-STOMP listener is registered.
+rmq_ready() {
+    port_open "$AMQP_PORT" || return 1
+    mgmt GET /api/overview 2>/dev/null | grep -q '"protocol":"http/web-stomp"'
+}
+
+rmq_pid() { pid_alive "$RMQ_PID" beam; }
+
+rmq_start_node() {
+    rmq_write_conf
+    # The Erlang cookie lives in the rabbitmq user's HOME (created by the package).
+    if [[ ! -s $RMQ_HOME/.erlang.cookie ]]; then
+        mkdir -p "$RMQ_HOME"
+        # shellcheck disable=SC2019 # ASCII A-Z on purpose: the cookie is a plain token.
+        tr -dc A-Z </dev/urandom | head -c 20 >"$RMQ_HOME/.erlang.cookie"
+        chmod 400 "$RMQ_HOME/.erlang.cookie"
+        chown rabbitmq:rabbitmq "$RMQ_HOME/.erlang.cookie" 2>/dev/null || true
+    fi
+    port_open 4369 || touch "$RUN/epmd.ours" # epmd is started by the node below
+    (
+        rmq_env
+        cd "$RMQ_DIR"
+        # Run the real script, not Debian's /usr/sbin wrapper, which would switch to
+        # the rabbitmq user and log to /var/log/rabbitmq.
+        setsid /usr/lib/rabbitmq/bin/rabbitmq-server -detached </dev/null >>"$RMQ_STARTLOG" 2>&1
+    ) || die_log "rabbitmq-server did not start" "$RMQ_STARTLOG" "$RMQ_LOG"
+}
+
+rmq_wait() {
+    local deadline=$((SECONDS + 120))
+    until rmq_ready; do
+        if ((SECONDS >= deadline)); then
+            die_log "RabbitMQ (AMQP :$AMQP_PORT, Web-STOMP :$STOMP_PORT) not ready after 120s" \
+                "$RMQ_STARTLOG" "$RMQ_LOG"
+        fi
+        # Fail fast on a boot failure instead of waiting out the timeout.
+        if [[ $(owner rabbitmq) == ours ]] && grep -qs 'BOOT FAILED' "$RMQ_LOG" "$RMQ_STARTLOG"; then
+            die_log "RabbitMQ failed to boot" "$RMQ_STARTLOG" "$RMQ_LOG"
+        fi
+        sleep 0.5
+    done
+}
+
+rmq_ctl() { (rmq_env && timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"); }
+
+# Users, permissions and the exchange RGW publishes to. All idempotent PUTs.
+rmq_setup() {
+    local err=$RMQ_DIR/setup.err
+    mkdir -p "$RMQ_DIR" # not made yet when the broker is reused
+    if mgmt GET /api/whoami >/dev/null 2>&1; then
+        {
+            mgmt PUT /api/users/drop '{"password":"drop","tags":""}' &&
+                mgmt PUT /api/permissions/%2F/drop '{"configure":".*","write":".*","read":".*"}' &&
+                mgmt PUT /api/users/browser '{"password":"browser","tags":""}' &&
+                mgmt PUT /api/permissions/%2F/browser \
+                    '{"configure":"^stomp-subscription-.*","write":"^stomp-subscription-.*","read":"^(stomp-subscription-.*|amq\\.topic)$"}' &&
+                mgmt PUT /api/topic-permissions/%2F/browser \
+                    '{"exchange":"amq.topic","write":"^$","read":"^(voucher\\.[0-9a-f]{32}|stock\\.[A-Za-z0-9_.-]{1,64})$"}' &&
+                # RGW does not declare its target exchange; without it, events are dropped.
+                mgmt PUT "/api/exchanges/%2F/$EVENTS_EXCHANGE" \
+                    '{"type":"topic","durable":true,"auto_delete":false,"internal":false,"arguments":{}}'
+        } >/dev/null 2>"$err" || die_log "RabbitMQ setup through the management API failed" "$err"
+        return 0
+    fi
+    # Reused broker without guest access to the management API: fall back to the CLI
+    # (needs its Erlang cookie and node name) and to AMQP as the app user.
+    warn "RabbitMQ management API refused guest; applying users with rabbitmqctl"
+    {
+        rmq_ctl add_user drop drop 2>/dev/null || rmq_ctl change_password drop drop
+        rmq_ctl set_permissions -p / drop '.*' '.*' '.*'
+        rmq_ctl add_user browser browser 2>/dev/null || rmq_ctl change_password browser browser
+        rmq_ctl set_permissions -p / browser '^stomp-subscription-.*' '^stomp-subscription-.*' \
+            '^(stomp-subscription-.*|amq\.topic)$'
+        rmq_ctl set_topic_permissions -p / browser amq.topic '^$' \
+            '^(voucher\.[0-9a-f]{32}|stock\.[A-Za-z0-9_.-]{1,64})$'
+    } >/dev/null 2>"$err" || die_log "RabbitMQ user setup failed" "$err"
+    ensure_venv
+    "$PY" "$ROOT/dev/s3_setup.py" declare-exchange 2>"$err" || die_log "declaring $EVENTS_EXCHANGE failed" "$err"
+}
+
+rabbitmq_start() {
+    if rmq_pid >/dev/null; then
+        set_owner rabbitmq ours
+    elif port_open "$AMQP_PORT"; then
+        say "rabbitmq: reusing the broker already on :$AMQP_PORT"
+        set_owner rabbitmq reused
+    else
+        set_owner rabbitmq ours
+        mkdir -p "$RMQ_LOGDIR"
+        : >"$RMQ_STARTLOG"
+        rmq_start_node
+    fi
+    rmq_wait
+    rmq_setup
+}
+
+rabbitmq_stop() {
+    local pid
+    pid=$(rmq_pid) || return 0
+    # `rabbitmqctl stop <pidfile>` returns once the VM has exited. Bounded by rmq_ctl.
+    rmq_ctl stop "$RMQ_PID" >>"$RMQ_STARTLOG" 2>&1 || warn "rabbitmqctl stop failed; sending SIGTERM"
+    stop_pid "$RMQ_PID" beam 30
+}
+
+# `down`: the node, then epmd if our node was the one that started it.
+rabbitmq_down() {
+    rabbitmq_stop
+    # epmd refuses -kill while any node is still registered, so this is safe.
+    if [[ -e $RUN/epmd.ours ]]; then
+        ERL_EPMD_ADDRESS=127.0.0.1 epmd -kill >/dev/null 2>&1 || true
+        rm -f "$RUN/epmd.ours"
+    fi
+}
+
+rabbitmq_status() {
+    local pid
+    if pid=$(rmq_pid); then echo "rabbitmq  up    ours    127.0.0.1:$AMQP_PORT (mgmt :$MGMT_PORT, web-stomp :$STOMP_PORT/ws)  pid $pid  node $RMQ_NODENAME"
+    elif port_open "$AMQP_PORT"; then echo "rabbitmq  up    reused  127.0.0.1:$AMQP_PORT"
+    else echo "rabbitmq  down"; fi
+}
