@@ -57,6 +57,12 @@ def test_both_stores_expire_vouchers_alike(load):
     assert minio and minio == rook, (minio, rook)
 
 
+def test_expiry_drift_between_stores_is_seen(load):
+    objs = load(ROOK)
+    of._configmap(objs, "drop-rgw-setup")["data"]["VOUCHER_EXPIRY_DAYS"] = "7"
+    assert of.lifecycle_days(objs, "drop-rgw-setup") != of.lifecycle_days(load("kustomize-prod"), "drop-minio-setup")
+
+
 # --- 2. Ceph pools survive a zone with redundancy left ---------------------------------------
 def test_ceph_pools_survive_a_zone(load):
     assert of.check_ceph_pools(load(ROOK)) == []
