@@ -13,7 +13,7 @@ source "${STACK_DIR:-$ROOT/.stack}/env"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-0}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-STEPS=(build rust-unit order-api pdf-generator drop-smoke browser k8s)
+STEPS=(build rust-unit router order-api e2e drop-smoke browser k8s shellcheck)
 passed=0
 failed=()
 t_start=$SECONDS
@@ -33,17 +33,34 @@ run_step() {
     fi
 }
 
+# Every cargo command selects the whole workspace, so features resolve the same
+# way each time and each dependency compiles once (`-p CRATE` can resolve other
+# features than the workspace build, and then builds a dependency again).
 step_build() { cargo build --locked --workspace --all-targets; }
 # Unit tests beside the code (no services needed).
 step_rust_unit() { cargo test --locked --workspace --lib --bins; }
+# The fast tier: order-api's router in-process, with no services.
+step_router() { cargo test --locked --workspace --test router; }
 # order-api against the stack; its chaos tests bring private servers.
-step_order_api() { cargo test --locked -p order-api --test api -- --test-threads=4; }
-# The voucher pipeline end to end. Its chaos tests restart the shared RabbitMQ
-# and S3 server, so its tests run one at a time and after the order-api suite.
-step_pdf_generator() { cargo test --locked -p pdf-generator --test e2e -- --test-threads=1; }
+step_order_api() { cargo test --locked --workspace --test api -- --test-threads=4; }
+# The cross-service tests (dev/e2e): the voucher pipeline end to end, both
+# services as processes. Its chaos tests restart the shared RabbitMQ and S3
+# server, so its tests run one at a time and after the order-api suite.
+step_e2e() { cargo test --locked --workspace --test e2e -- --test-threads=1; }
 step_drop_smoke() { bash dev/drop-smoke.sh; }
 step_browser() { bash dev/browser-test.sh; }
 step_k8s() { bash dev/k8s-check.sh; }
+# Every shell script in the repository, as shellcheck (Debian's) reads it.
+step_shellcheck() {
+    if ! command -v shellcheck >/dev/null; then
+        echo "test: installing shellcheck (apt-get)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends shellcheck >/dev/null ||
+            { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends shellcheck >/dev/null; }
+    fi
+    local scripts
+    mapfile -t scripts < <(git ls-files '*.sh')
+    shellcheck "${scripts[@]}" && echo "shellcheck: ${#scripts[@]} scripts clean"
+}
 
 for step in "${STEPS[@]}"; do
     run_step "$step" "step_${step//-/_}"

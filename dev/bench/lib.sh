@@ -35,6 +35,7 @@ start_order_api() {
     shift 4
     port=$(free_port)
     env LISTEN_ADDR="127.0.0.1:$port" DATABASE_URL="$dburl" ORDERS_EXCHANGE="$exchange" \
+        VOUCHER_STATUS_QUEUE="order-api.voucher-status.$exchange" \
         ADMIN_TOKEN="$ADMIN_TOKEN" STOCK_RECONCILE_SECS=1 SHUTDOWN_TIMEOUT_SECS=5 \
         RUST_LOG="${APP_LOG:-warn}" NO_COLOR=1 "$@" "$bin" >"$log" 2>&1 &
     OA_PID=$!
@@ -76,7 +77,8 @@ stop_all() {
 # delete_broker_objects SUFFIX EXCHANGE: the run's private queues and exchange.
 delete_broker_objects() {
     local suffix=$1 exchange=$2 api=${RABBITMQ_MANAGEMENT_URL:-http://127.0.0.1:15672}/api q
-    for q in "pdf-generator.orders.$suffix" "pdf-generator.s3-events.$suffix"; do
+    for q in "pdf-generator.orders.$suffix" "pdf-generator.s3-events.$suffix" \
+        "order-api.voucher-status.$exchange"; do
         curl -fsS -u guest:guest -X DELETE "$api/queues/%2f/$q" >/dev/null 2>&1 || true
     done
     curl -fsS -u guest:guest -X DELETE "$api/exchanges/%2f/$exchange" >/dev/null 2>&1 || true

@@ -1,0 +1,1 @@
+//! The cross-service end-to-end tests live in `tests/e2e/`; see its `main.rs`.
