@@ -12,10 +12,7 @@ use std::{
 
 use drop_contract::messages::OrdersMessage;
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::{Child, Command};
 
 pub use test_support::{
     BrokerObjects, TestDb, amqp_url, connect, env_or, error_code, free_port, phone, random_suffix,
@@ -136,13 +133,17 @@ pub struct App {
 impl App {
     pub async fn spawn(opts: &AppOptions) -> Self {
         let log = log_dir().join(format!("order-api-{}.log", random_suffix()));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file handle");
+        // A port free right now; readiness below shows the process took it.
+        let addr = format!("127.0.0.1:{}", free_port());
         // Each process its own voucher-status queue, bound to its own
         // exchange: deleted with the process, never shared between tests.
         let status_queue = format!("test.voucher-status.{}", random_suffix());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-api"));
         cmd.env_clear()
             .env("PATH", env_or("PATH", "/usr/bin:/bin"))
-            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("LISTEN_ADDR", &addr)
             .env("DATABASE_URL", &opts.database_url)
             .env("DATABASE_POOL_SIZE", "8")
             .env("REDIS_URL", &opts.redis_url)
@@ -155,24 +156,10 @@ impl App {
             .env("RUST_LOG", "info")
             .envs(opts.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
             .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn order-api");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (addr_tx, addr_rx) = tokio::sync::mpsc::channel::<String>(1);
-        // Copy the process's output to its log file, and pick the bound address
-        // out of the "listening on http://…" line.
-        spawn_log_copy(stdout, log.clone(), addr_tx.clone());
-        spawn_log_copy(stderr, log.clone(), addr_tx);
-        let mut addr_rx = addr_rx;
-        let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx.recv())
-            .await
-            .unwrap_or_else(|_| {
-                panic!("order-api did not start within 60 s; see {}", log.display())
-            })
-            .unwrap_or_else(|| panic!("order-api exited before listening; see {}", log.display()));
+        let child = cmd.spawn().expect("spawn order-api");
         let app = Self {
             base: format!("http://{addr}"),
             http: reqwest::Client::builder()
@@ -255,34 +242,6 @@ impl App {
             .expect("order-api exits after SIGTERM")
             .expect("wait")
     }
-}
-
-/// Appends a child's output stream, line by line, to its log file, and sends
-/// the address from the first "listening on http://ADDR" line.
-fn spawn_log_copy<R>(stream: R, log: PathBuf, addr_tx: tokio::sync::mpsc::Sender<String>)
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .await
-            .expect("log file");
-        let mut lines = BufReader::new(stream).lines();
-        let mut sent = false;
-        while let Ok(Some(line)) = lines.next_line().await {
-            if !sent && let Some(pos) = line.find("listening on http://") {
-                let addr: String = line[pos + "listening on http://".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
-                    .collect();
-                sent = addr_tx.send(addr).await.is_ok();
-            }
-            let _ = file.write_all(format!("{line}\n").as_bytes()).await;
-        }
-    });
 }
 
 pub fn customer(sku: &str, i: u32, base: u32) -> Value {
