@@ -31,10 +31,6 @@ impl Broker {
         }
     }
 
-    pub fn orders_exchange(&self) -> &str {
-        &self.orders_exchange
-    }
-
     /// A connected channel in confirm mode, connecting (and declaring the
     /// orders exchange) first if needed.
     pub async fn channel(&self) -> Result<Channel, lapin::Error> {
