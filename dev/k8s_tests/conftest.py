@@ -17,12 +17,9 @@ def validator():
 
 @pytest.fixture
 def load():
-    """A fresh, mutable copy of a rendered variant."""
-    cache = {}
+    """A fresh, mutable copy of a rendered variant (parsed once per run)."""
 
     def _load(variant):
-        if variant not in cache:
-            cache[variant] = render.load(variant)
-        return copy.deepcopy(cache[variant])
+        return copy.deepcopy(render.load(variant))
 
     return _load

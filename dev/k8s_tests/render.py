@@ -7,9 +7,13 @@ kustomize-<overlay>.yaml and helm-<values>.yaml.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
+
+# libyaml's loader when present: the renders are parsed once per run anyway.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def rendered_dir() -> Path:
@@ -19,9 +23,16 @@ def rendered_dir() -> Path:
     return Path(d)
 
 
+@lru_cache(maxsize=None)
+def _parsed(path: Path) -> tuple:
+    return tuple(d for d in yaml.load_all(path.read_text(), Loader=_Loader) if d is not None)
+
+
 def load(name: str) -> list[dict]:
+    """The objects of one variant. Parsed once; callers that mutate must copy
+    (the `load` fixture in conftest.py hands out deep copies)."""
     path = rendered_dir() / f"{name}.yaml"
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    docs = list(_parsed(path))
     if not docs:
         raise AssertionError(f"{path} rendered no objects")
     return docs
