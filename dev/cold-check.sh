@@ -2,14 +2,17 @@
 # dev/cold-check.sh: proves the README's two commands on a fresh machine.
 #
 # A machine that already has the packages hides install bugs, so this builds
-# one that has none: a minimal Debian 12 root (debootstrap --variant=minbase)
-# with a /usr/sbin/policy-rc.d that refuses to start services, as
-# container-built images ship. Into it go only what a new machine of this
-# project's kind brings that Debian's minimal base does not: make, git and
-# CA certificates, and the machine's Rust toolchain (bind-mounted read-only:
-# rustup cannot download one here), with an empty cargo home so every crate
-# is fetched and compiled cold. Then, as root inside it, in a fresh clone of
-# HEAD with the shared directory beside it, it times
+# one that has none: a minimal Debian 12 root (debootstrap --variant=minbase,
+# kept pristine in ROOT_DIR.base and copied fresh for every run) with a
+# /usr/sbin/policy-rc.d that refuses to start services, as container-built
+# images ship. Into it go only what a new machine of this project's kind
+# brings that Debian's minimal base does not: make, git, CA certificates with
+# the machine's own trusted CAs (its registries are reached through an egress
+# proxy that presents them) and the clients' settings that point at them, and
+# the machine's Rust toolchain (bind-mounted read-only: rustup cannot download
+# one here), with an empty cargo home so every crate is fetched and compiled
+# cold. Then, as root inside it, in a fresh clone of HEAD with the shared
+# directory beside it, it times
 #
 #   make up      (`make run` in the background: installs, starts, builds, runs)
 #   make down    (stops the services, so `make test` starts from the stack only)
@@ -53,14 +56,23 @@ bind() { # bind SRC DEST [ro]
     if [[ ${3:-} == ro ]]; then mount -o remount,bind,ro "$2"; fi
 }
 
-if [[ ! -x $ROOTFS/usr/bin/apt-get ]]; then
-    echo "cold-check: debootstrap bookworm into $ROOTFS (a few minutes)" >&2
-    debootstrap --variant=minbase bookworm "$ROOTFS" "$MIRROR" >"$LOG" 2>&1 ||
+if [[ ! -x $ROOTFS.base/usr/bin/apt-get ]]; then
+    echo "cold-check: debootstrap bookworm into $ROOTFS.base (a few minutes)" >&2
+    rm -rf "$ROOTFS.base"
+    debootstrap --variant=minbase bookworm "$ROOTFS.base" "$MIRROR" >"$LOG" 2>&1 ||
         die "debootstrap failed; see $LOG"
 fi
+rm -rf "$ROOTFS"
+cp -a "$ROOTFS.base" "$ROOTFS"
 printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"
 chmod +x "$ROOTFS/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+# The machine's trusted CAs and the clients' settings that use them.
+mkdir -p "$ROOTFS/usr/local/share/ca-certificates" "$ROOTFS/root"
+cp -a /usr/local/share/ca-certificates/. "$ROOTFS/usr/local/share/ca-certificates/"
+for f in /etc/pip.conf /root/.npmrc; do
+    if [[ -f $f ]]; then cp "$f" "$ROOTFS$f"; fi
+done
 
 bind /proc "$ROOTFS/proc"
 bind /sys "$ROOTFS/sys"
@@ -79,14 +91,17 @@ git clone -q "$REPO" "$ROOTFS/work/main"
 git -C "$ROOTFS/work/main" checkout -q "$(git -C "$REPO" rev-parse HEAD)"
 
 in_root() {
+    local ca=/etc/ssl/certs/ca-certificates.crt
     chroot "$ROOTFS" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+        SSL_CERT_FILE=$ca CURL_CA_BUNDLE=$ca PIP_CERT=$ca REQUESTS_CA_BUNDLE=$ca \
+        NODE_EXTRA_CA_CERTS=$ca GIT_SSL_CAINFO=$ca AWS_CA_BUNDLE=$ca \
         PATH=/opt/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         RUSTUP_HOME=/opt/rustup CARGO_HOME=/root/.cargo RUSTUP_TOOLCHAIN="$(rustup show active-toolchain | cut -d' ' -f1)" \
         CI=true bash -c "$1"
 }
 
 echo "cold-check: what a new machine of this kind brings: make, git, CA certificates" >&2
-in_root 'apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends make git ca-certificates >/dev/null'
+in_root 'apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends make git ca-certificates >/dev/null && update-ca-certificates >/dev/null'
 in_root 'dpkg-query -W postgresql redis-server rabbitmq-server radosgw nodejs gcc 2>/dev/null | wc -l' |
     grep -qx 0 || die "the root already has some of the stack's packages"
 
