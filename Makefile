@@ -46,7 +46,8 @@ test: stack assets
 bench: stack assets
 	bash dev/bench.sh
 
-k8s-check:
+# The checks include scraping both services' metrics, so they need the stack and the binaries.
+k8s-check: stack build
 	bash dev/k8s-check.sh
 
 lint:

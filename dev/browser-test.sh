@@ -47,10 +47,11 @@ source "$ROOT/dev/bench/lib.sh" # delete_broker_objects
 bash dev/assets.sh
 # order-api embeds res/web/dist at compile time: a no-op when it is up to date.
 if command -v cargo >/dev/null; then
-    cargo build -q --workspace --bins
+    # As make test's build step selects them: nothing is compiled twice.
+    cargo build -q --workspace --all-targets
 fi
 for bin in order-api pdf-generator; do
-    [[ -x $CARGO_TARGET_DIR/debug/$bin ]] || die "$CARGO_TARGET_DIR/debug/$bin is missing: cargo build -p $bin"
+    [[ -x $CARGO_TARGET_DIR/debug/$bin ]] || die "$CARGO_TARGET_DIR/debug/$bin is missing: cargo build --workspace"
 done
 
 # ---------------------------------------------------------------- services

@@ -22,7 +22,10 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 OUT=${CARGO_TARGET_DIR:-$ROOT/target}/drop-smoke
 mkdir -p "$OUT"
 
-cargo build --quiet --workspace --bins
+# The same target selection as make test's build step, so features resolve the
+# same way and nothing is compiled a second time (a `--bins` build leaves out the
+# dev-dependencies, and with them one feature of hashbrown).
+cargo build --quiet --workspace --all-targets
 
 ID=$(random_hex 4)
 DB=dropsmoke_$ID
