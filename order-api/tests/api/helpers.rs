@@ -127,6 +127,8 @@ impl AppOptions {
 /// objects deleted.
 pub struct App {
     pub base: String,
+    /// The metrics listener's base URL (`METRICS_ADDR`).
+    pub metrics_base: String,
     pub http: reqwest::Client,
     child: Child,
     pub log: PathBuf,
@@ -143,6 +145,7 @@ impl App {
         cmd.env_clear()
             .env("PATH", env_or("PATH", "/usr/bin:/bin"))
             .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("DATABASE_URL", &opts.database_url)
             .env("DATABASE_POOL_SIZE", "8")
             .env("REDIS_URL", &opts.redis_url)
@@ -161,20 +164,31 @@ impl App {
         let mut child = cmd.spawn().expect("spawn order-api");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
-        let (addr_tx, addr_rx) = tokio::sync::mpsc::channel::<String>(1);
+        let (addr_tx, addr_rx) = tokio::sync::mpsc::channel::<(&'static str, String)>(2);
         // Copy the process's output to its log file, and pick the bound address
         // out of the "listening on http://…" line.
         spawn_log_copy(stdout, log.clone(), addr_tx.clone());
         spawn_log_copy(stderr, log.clone(), addr_tx);
         let mut addr_rx = addr_rx;
-        let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx.recv())
-            .await
-            .unwrap_or_else(|_| {
-                panic!("order-api did not start within 60 s; see {}", log.display())
-            })
-            .unwrap_or_else(|| panic!("order-api exited before listening; see {}", log.display()));
+        let (mut addr, mut metrics_addr) = (None, None);
+        while addr.is_none() || metrics_addr.is_none() {
+            let (kind, value) = tokio::time::timeout(Duration::from_secs(60), addr_rx.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("order-api did not start within 60 s; see {}", log.display())
+                })
+                .unwrap_or_else(|| {
+                    panic!("order-api exited before listening; see {}", log.display())
+                });
+            match kind {
+                LISTENING => addr = Some(value),
+                _ => metrics_addr = Some(value),
+            }
+        }
+        let (addr, metrics_addr) = (addr.unwrap_or_default(), metrics_addr.unwrap_or_default());
         let app = Self {
             base: format!("http://{addr}"),
+            metrics_base: format!("http://{metrics_addr}"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .redirect(reqwest::redirect::Policy::none())
@@ -194,6 +208,23 @@ impl App {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The public listener's host:port, for raw sockets.
+    pub fn host_port(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// GET /metrics from the metrics listener.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.metrics_base))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("metrics body")
     }
 
     pub async fn wait_ready(&self) {
@@ -257,10 +288,17 @@ impl App {
     }
 }
 
+const LISTENING: &str = "listening on http://";
+const METRICS_ON: &str = "metrics on http://";
+
 /// Appends a child's output stream, line by line, to its log file, and sends
-/// the address from the first "listening on http://ADDR" line.
-fn spawn_log_copy<R>(stream: R, log: PathBuf, addr_tx: tokio::sync::mpsc::Sender<String>)
-where
+/// the addresses from its "listening on http://ADDR" and "metrics on
+/// http://ADDR" lines.
+fn spawn_log_copy<R>(
+    stream: R,
+    log: PathBuf,
+    addr_tx: tokio::sync::mpsc::Sender<(&'static str, String)>,
+) where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
@@ -271,14 +309,17 @@ where
             .await
             .expect("log file");
         let mut lines = BufReader::new(stream).lines();
-        let mut sent = false;
         while let Ok(Some(line)) = lines.next_line().await {
-            if !sent && let Some(pos) = line.find("listening on http://") {
-                let addr: String = line[pos + "listening on http://".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
-                    .collect();
-                sent = addr_tx.send(addr).await.is_ok();
+            for marker in [LISTENING, METRICS_ON] {
+                if let Some(pos) = line.find(marker) {
+                    let addr: String = line[pos + marker.len()..]
+                        .chars()
+                        .take_while(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')
+                        })
+                        .collect();
+                    let _ = addr_tx.send((marker, addr)).await;
+                }
             }
             let _ = file.write_all(format!("{line}\n").as_bytes()).await;
         }
