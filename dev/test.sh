@@ -13,7 +13,7 @@ source "${STACK_DIR:-$ROOT/.stack}/env"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-0}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-STEPS=(build rust-unit order-api pdf-generator drop-smoke browser k8s)
+STEPS=(build rust-unit order-api pdf-generator drop-smoke browser stack-check k8s)
 passed=0
 failed=()
 t_start=$SECONDS
@@ -43,6 +43,9 @@ step_order_api() { cargo test --locked -p order-api --test api -- --test-threads
 step_pdf_generator() { cargo test --locked -p pdf-generator --test e2e -- --test-threads=1; }
 step_drop_smoke() { bash dev/drop-smoke.sh; }
 step_browser() { bash dev/browser-test.sh; }
+# The stack's own self-test: the browser user's STOMP permissions, limits,
+# subscription policy and exclusive queues, with real clients.
+step_stack_check() { bash dev/stack.sh check; }
 step_k8s() { bash dev/k8s-check.sh; }
 
 for step in "${STEPS[@]}"; do
