@@ -13,7 +13,7 @@ source "${STACK_DIR:-$ROOT/.stack}/env"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-0}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-STEPS=(build rust-unit order-api pdf-generator drop-smoke browser stack-check k8s)
+STEPS=(build rust-unit order-api pdf-generator drop-smoke browser stack-check schemathesis k8s)
 passed=0
 failed=()
 t_start=$SECONDS
@@ -46,6 +46,9 @@ step_browser() { bash dev/browser-test.sh; }
 # The stack's own self-test: the browser user's STOMP permissions, limits,
 # subscription policy and exclusive queues, with real clients.
 step_stack_check() { bash dev/stack.sh check; }
+# Schemathesis against a running order-api: its checks on, bounded in
+# examples, failing on any finding.
+step_schemathesis() { bash dev/schemathesis.sh; }
 step_k8s() { bash dev/k8s-check.sh; }
 
 for step in "${STEPS[@]}"; do
