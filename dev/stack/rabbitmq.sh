@@ -125,13 +125,14 @@ rmq_ctl() { (rmq_env && timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"); }
 
 # The public browser user's bounds (docs/operations.md, "Security"). Its
 # password is public, so these are what anyone may take: one Web-STOMP
-# connection uses one channel.
-BROWSER_MAX_CONNECTIONS=20000
-BROWSER_MAX_CHANNELS=20000
+# connection uses one channel. The same ceiling as the k8s User's
+# connection limit and web_stomp.max_connections.
+BROWSER_MAX_CONNECTIONS=50000
+BROWSER_MAX_CHANNELS=50000
 # Vhost `/` holds the browsers and the services: the browsers' share plus
 # headroom for the services' connections and queues (two per open page).
-VHOST_MAX_CONNECTIONS=20500
-VHOST_MAX_QUEUES=41000
+VHOST_MAX_CONNECTIONS=50500
+VHOST_MAX_QUEUES=101000
 # Every subscription queue, whatever its SUBSCRIBE headers asked for
 # (durable, x-queue-type, x-max-length, x-message-ttl...): an operator
 # policy, which queue arguments and user policies can only lower. A queue
