@@ -158,7 +158,7 @@ kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
 count_orders BENCH-R256 >"$OUT/wrk_reserve_c256.orders"
 awk '/^VmHWM/{print $2}' "/proc/$OA_PID/status" >"$OUT/order-api.vmhwm.kib"
-curl -fsS "$OA_URL/metrics" >"$OUT/order-api.metrics" || true
+curl -fsS "$OA_METRICS_URL/metrics" >"$OUT/order-api.metrics" || true
 stop_pid "$OA_PID"
 drop_db "$APPDB"
 

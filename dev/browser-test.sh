@@ -97,11 +97,12 @@ export VOUCHER_STATUS_QUEUE=order-api.voucher-status.$ORDERS_EXCHANGE
     -c "CREATE DATABASE $DB" >/dev/null
 
 API_PORT=$(free_port)
+API_METRICS_PORT=$(free_port)
 PDF_PORT=$(free_port)
 ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export BASE_URL=http://127.0.0.1:$API_PORT
 
-LISTEN_ADDR=127.0.0.1:$API_PORT DATABASE_URL=postgres://drop:drop@127.0.0.1:5432/$DB \
+LISTEN_ADDR=127.0.0.1:$API_PORT METRICS_ADDR=127.0.0.1:$API_METRICS_PORT DATABASE_URL=postgres://drop:drop@127.0.0.1:5432/$DB \
     APP_PROFILE=dev ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=${RUST_LOG:-info} \
     "$CARGO_TARGET_DIR/debug/order-api" >"$ART/order-api.log" 2>&1 &
 PIDS+=($!)

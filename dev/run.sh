@@ -45,6 +45,9 @@ else
 fi
 export ADMIN_TOKEN
 export RUST_LOG=${RUST_LOG:-info}
+# Both services read METRICS_ADDR (docs/design.md): pdf-generator takes it
+# from the environment, order-api gets its own, ORDER_API_METRICS_ADDR.
+OA_METRICS_ADDR=${ORDER_API_METRICS_ADDR:-127.0.0.1:9091}
 
 for bin in order-api pdf-generator; do
     [[ -x $TARGET/$bin ]] || { echo "run: $TARGET/$bin is not built; run 'make build'" >&2; exit 1; }
@@ -55,6 +58,7 @@ banner() {
     cat >&2 <<MSG
 
   order-api      $url            (page: $url/, API docs: $url/openapi.json)
+                 metrics: http://$OA_METRICS_ADDR/metrics
   pdf-generator  http://${METRICS_ADDR:-127.0.0.1:9090}/metrics
   ADMIN_TOKEN    $ADMIN_TOKEN $token_note
 
@@ -81,7 +85,7 @@ foreground)
     stop_one pdf-generator
     "$TARGET/pdf-generator" > >(tee -a "$APP/pdf-generator.log") 2>&1 &
     echo $! >"$APP/pdf-generator.pid"
-    "$TARGET/order-api" > >(tee -a "$APP/order-api.log") 2>&1 &
+    METRICS_ADDR=$OA_METRICS_ADDR "$TARGET/order-api" > >(tee -a "$APP/order-api.log") 2>&1 &
     echo $! >"$APP/order-api.pid"
     trap 'stop_one order-api; stop_one pdf-generator; exit 0' INT TERM
     wait_ready
@@ -94,7 +98,7 @@ background)
     stop_one pdf-generator
     setsid "$TARGET/pdf-generator" >>"$APP/pdf-generator.log" 2>&1 </dev/null &
     echo $! >"$APP/pdf-generator.pid"
-    setsid "$TARGET/order-api" >>"$APP/order-api.log" 2>&1 </dev/null &
+    METRICS_ADDR=$OA_METRICS_ADDR setsid "$TARGET/order-api" >>"$APP/order-api.log" 2>&1 </dev/null &
     echo $! >"$APP/order-api.pid"
     wait_ready
     banner

@@ -9,14 +9,23 @@
    - is refused voucher.#, voucher.*, #, another exchange, a queue, and any SEND;
    - a CONNECT without credentials is refused (no default user);
    - plain STOMP (61613) is not listening.
+3. What the browser user may take is bounded (issue #20): user and vhost
+   limits are set; every subscription queue, also one a client asked to be
+   durable, quorum, or with its own x-max-length / x-message-ttl, gets the
+   operator policy `stomp-subscriptions` (length, bytes, message TTL, and
+   deleted a minute after its last consumer); a queue subscribed to as the
+   page does (`exclusive:true`) cannot be consumed by another session.
 
 Reads the variables that `dev/stack.sh env` prints. Exits non-zero on the first
 failure; prints one line per check.
 """
 
+import base64
 import json
 import os
 import secrets
+import urllib.error
+import urllib.request
 import socket
 import sys
 import time
@@ -34,6 +43,7 @@ VHOST = os.environ.get("STOMP_VHOST", "/")
 EXCHANGE = os.environ.get("S3_EVENTS_EXCHANGE", "s3.events")
 ROUTING_KEY = os.environ.get("S3_EVENTS_ROUTING_KEY", "voucher-events")
 BUCKET = os.environ.get("S3_BUCKET", "vouchers")
+MGMT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 
 failures = 0
 
@@ -199,9 +209,111 @@ def check_stomp() -> None:
     report(closed, "plain STOMP (61613) is not listening")
 
 
+def mgmt(path):
+    """GET on the management API as guest (loopback only)."""
+    req = urllib.request.Request(MGMT_URL + path, headers={
+        "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+def mgmt_delete(path):
+    req = urllib.request.Request(MGMT_URL + path, method="DELETE", headers={
+        "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+    try:
+        urllib.request.urlopen(req, timeout=10).close()
+    except urllib.error.HTTPError:
+        pass
+
+
+def wait_for(what, fn, secs=15):
+    """Polls fn until it returns something truthy; None after secs."""
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.25)
+    return None
+
+
+def queue_bound_to(key):
+    """The queue the STOMP plugin bound to amq.topic with routing key `key`."""
+    def find():
+        for b in mgmt("/api/exchanges/%2F/amq.topic/bindings/source"):
+            if b["routing_key"] == key and b["destination_type"] == "queue":
+                return b["destination"]
+        return None
+    return wait_for(f"a queue bound with {key}", find)
+
+
+POLICY = {"max-length": 100, "max-length-bytes": 1048576, "message-ttl": 900000, "expires": 60000}
+
+
+def check_browser_bounds() -> None:
+    limits = {u["user"]: u["value"] for u in mgmt("/api/user-limits")}.get("browser", {})
+    report(limits.get("max-connections", 0) > 0 and limits.get("max-channels", 0) > 0,
+           "the browser user has max-connections and max-channels", json.dumps(limits))
+    vhost = {v["vhost"]: v["value"] for v in mgmt("/api/vhost-limits")}.get(VHOST, {})
+    report(vhost.get("max-connections", 0) > 0 and vhost.get("max-queues", 0) > 0,
+           f"vhost {VHOST} has max-connections and max-queues", json.dumps(vhost))
+
+    run = secrets.token_hex(4)
+    c = Stomp()
+    asked = {
+        "durable": {"durable": "true", "auto-delete": "false"},
+        "quorum": {"durable": "true", "auto-delete": "false", "x-queue-type": "quorum"},
+        "huge": {"durable": "true", "auto-delete": "false", "x-max-length": "100000000",
+                 "x-message-ttl": "2147483647"},
+    }
+    for i, (what, headers) in enumerate(asked.items()):
+        name = f"stomp-subscription-check-{run}-{what}"
+        c.send("SUBSCRIBE", {"id": f"q{i}", "destination": f"/queue/{name}", "receipt": f"r{i}", **headers})
+        cmd, _, _ = c.recv()
+        if cmd != "RECEIPT":
+            report(True, f"a {what} subscription queue is refused", cmd)
+            continue
+        # Policies reach a new queue a moment after it is declared.
+        q = wait_for(name, lambda n=name: next(
+            (q for q in mgmt("/api/queues/%2F?columns=name,operator_policy")
+             if q["name"] == n and q.get("operator_policy")), None))
+        q = q and mgmt(f"/api/queues/%2F/{name}")
+        effective = (q or {}).get("effective_policy_definition") or {}
+        report(q is not None and q.get("operator_policy") == "stomp-subscriptions"
+               and all(effective.get(k) == v for k, v in POLICY.items()),
+               f"a {what} subscription queue is bounded by the operator policy",
+               json.dumps({k: (q or {}).get(k) for k in ("type", "arguments", "effective_policy_definition")}))
+    c.close()
+    for what in asked:  # they would expire a minute from now anyway
+        mgmt_delete(f"/api/queues/%2F/stomp-subscription-check-{run}-{what}")
+
+    # The page's subscriptions: /exchange/amq.topic/<key> with exclusive:true.
+    key = f"stock.CHECK-{run}"
+    owner = Stomp()
+    owner.send("SUBSCRIBE", {"id": "s1", "destination": f"/exchange/amq.topic/{key}",
+                             "exclusive": "true", "receipt": "r1"})
+    report(owner.recv()[0] == "RECEIPT", "browser may subscribe with exclusive:true")
+    name = queue_bound_to(key)
+    thief = Stomp()
+    thief.send("SUBSCRIBE", {"id": "s2", "destination": f"/amq/queue/{name}", "receipt": "r2"})
+    cmd, headers, _ = thief.recv()
+    report(name is not None and refused(cmd),
+           "another session cannot consume an exclusive subscription queue",
+           (cmd + " " + headers.get("message", "")).strip())
+    thief.close()
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    conn.channel().basic_publish("amq.topic", key, b'{"available":false}')
+    conn.close()
+    got = owner.recv()
+    report(got[0] == "MESSAGE" and "available" in got[2],
+           "the owner still receives its messages", got[0])
+    owner.close()
+
+
 def main() -> int:
     check_s3_event()
     check_stomp()
+    check_browser_bounds()
     print(f"stack check: {'all passed' if failures == 0 else f'{failures} failed'}")
     return 1 if failures else 0
 

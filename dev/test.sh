@@ -13,7 +13,7 @@ source "${STACK_DIR:-$ROOT/.stack}/env"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-0}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-STEPS=(build rust-unit router order-api e2e drop-smoke browser k8s shellcheck)
+STEPS=(build rust-unit router order-api e2e drop-smoke browser stack-check schemathesis k8s shellcheck)
 passed=0
 failed=()
 t_start=$SECONDS
@@ -49,6 +49,12 @@ step_order_api() { cargo test --locked --workspace --test api -- --test-threads=
 step_e2e() { cargo test --locked --workspace --test e2e -- --test-threads=1; }
 step_drop_smoke() { bash dev/drop-smoke.sh; }
 step_browser() { bash dev/browser-test.sh; }
+# The stack's own self-test: the browser user's STOMP permissions, limits,
+# subscription policy and exclusive queues, with real clients.
+step_stack_check() { bash dev/stack.sh check; }
+# Schemathesis against a running order-api: its checks on, bounded in
+# examples, failing on any finding.
+step_schemathesis() { bash dev/schemathesis.sh; }
 step_k8s() { bash dev/k8s-check.sh; }
 # Every shell script in the repository, as shellcheck (Debian's) reads it.
 step_shellcheck() {

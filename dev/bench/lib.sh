@@ -29,18 +29,23 @@ wait_http() {
     return 1
 }
 
-# start_order_api BIN DATABASE_URL EXCHANGE LOG [VAR=VALUE...]: sets OA_PID, OA_URL.
+# start_order_api BIN DATABASE_URL EXCHANGE LOG [VAR=VALUE...]: sets OA_PID, OA_URL
+# and OA_METRICS_URL (its metrics listener, METRICS_ADDR).
 start_order_api() {
-    local bin=$1 dburl=$2 exchange=$3 log=$4 port
+    local bin=$1 dburl=$2 exchange=$3 log=$4 port metrics_port
     shift 4
     port=$(free_port)
-    env LISTEN_ADDR="127.0.0.1:$port" DATABASE_URL="$dburl" ORDERS_EXCHANGE="$exchange" \
+    metrics_port=$(free_port)
+    env LISTEN_ADDR="127.0.0.1:$port" METRICS_ADDR="127.0.0.1:$metrics_port" \
+        DATABASE_URL="$dburl" ORDERS_EXCHANGE="$exchange" \
         VOUCHER_STATUS_QUEUE="order-api.voucher-status.$exchange" \
         ADMIN_TOKEN="$ADMIN_TOKEN" STOCK_RECONCILE_SECS=1 SHUTDOWN_TIMEOUT_SECS=5 \
         RUST_LOG="${APP_LOG:-warn}" NO_COLOR=1 "$@" "$bin" >"$log" 2>&1 &
     OA_PID=$!
     RUN_PIDS+=("$OA_PID")
     OA_URL="http://127.0.0.1:$port"
+    # shellcheck disable=SC2034 # read by dev/bench.sh
+    OA_METRICS_URL="http://127.0.0.1:$metrics_port"
     wait_http "$OA_URL/readyz" "$OA_PID" 60 || { tail -20 "$log" >&2; return 1; }
 }
 

@@ -176,12 +176,13 @@ def exported(tmp_path_factory):
     except (OSError, subprocess.SubprocessError) as e:
         pytest.fail(f"cannot create a database on the stack's PostgreSQL ({stack.get('DATABASE_URL')}): {e}")
     db_url = stack["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db
-    api_port, pdf_port = free_port(), free_port()
+    api_port, api_metrics_port, pdf_port = free_port(), free_port(), free_port()
     token = uuid.uuid4().hex * 2
     base = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "AMQP_", "DATABASE_", "REDIS_"))}
     base.update(stack)
     base.update(RUST_LOG="warn", LOG_FORMAT="text", SHUTDOWN_TIMEOUT_SECS="5", ORDERS_EXCHANGE=names["exchange"])
-    api_env = dict(base, LISTEN_ADDR=f"127.0.0.1:{api_port}", DATABASE_URL=db_url, APP_PROFILE="dev",
+    api_env = dict(base, LISTEN_ADDR=f"127.0.0.1:{api_port}", METRICS_ADDR=f"127.0.0.1:{api_metrics_port}",
+                   DATABASE_URL=db_url, APP_PROFILE="dev",
                    ADMIN_TOKEN=token, STOCK_RECONCILE_SECS="1", VOUCHER_STATUS_QUEUE=names["status"])
     pdf_env = dict(base, METRICS_ADDR=f"127.0.0.1:{pdf_port}", ORDERS_QUEUE=names["orders"],
                    EVENTS_QUEUE=names["events"], ROLE="all")
@@ -189,6 +190,7 @@ def exported(tmp_path_factory):
     pdf = Service("pdf-generator", pdf_env, logdir)
     services = [api, pdf]
     api_url, pdf_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{pdf_port}"
+    api_metrics_url = f"http://127.0.0.1:{api_metrics_port}"  # order-api's metrics listener
     try:
         wait_for("both /readyz", lambda: http("GET", f"{api_url}/readyz")[0] == 200
                  and http("GET", f"{pdf_url}/readyz")[0] == 200, 90, services)
@@ -210,7 +212,7 @@ def exported(tmp_path_factory):
         def sold_out_from_flag():
             order(n[0])
             n[0] += 1
-            return "sold_out_from_flag_total" in exposition_names(scrape(f"{api_url}/metrics"))
+            return "sold_out_from_flag_total" in exposition_names(scrape(f"{api_metrics_url}/metrics"))
         wait_for("a sold-out answer from the flag", sold_out_from_flag, 30, services)
         wait_for("the voucher (voucher_end_to_end_seconds)",
                  lambda: "voucher_end_to_end_seconds_bucket" in exposition_names(scrape(f"{pdf_url}/metrics")),
@@ -224,7 +226,7 @@ def exported(tmp_path_factory):
         wait_for("a dead letter (messages_dead_lettered_total)",
                  lambda: "messages_dead_lettered_total" in exposition_names(scrape(f"{pdf_url}/metrics")),
                  30, services)
-        out = exposition_names(scrape(f"{api_url}/metrics")) | exposition_names(scrape(f"{pdf_url}/metrics"))
+        out = exposition_names(scrape(f"{api_metrics_url}/metrics")) | exposition_names(scrape(f"{pdf_url}/metrics"))
     finally:
         for s in services:
             s.stop()

@@ -123,7 +123,25 @@ rmq_wait() {
 
 rmq_ctl() { (rmq_env && timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"); }
 
-# Users, permissions and the exchange RGW publishes to. All idempotent PUTs.
+# The public browser user's bounds (docs/operations.md, "Security"). Its
+# password is public, so these are what anyone may take: one Web-STOMP
+# connection uses one channel. The same ceiling as the k8s User's
+# connection limit and web_stomp.max_connections.
+BROWSER_MAX_CONNECTIONS=50000
+BROWSER_MAX_CHANNELS=50000
+# Vhost `/` holds the browsers and the services: the browsers' share plus
+# headroom for the services' connections and queues (two per open page).
+VHOST_MAX_CONNECTIONS=50500
+VHOST_MAX_QUEUES=101000
+# Every subscription queue, whatever its SUBSCRIBE headers asked for
+# (durable, x-queue-type, x-max-length, x-message-ttl...): an operator
+# policy, which queue arguments and user policies can only lower. A queue
+# without a consumer is deleted after a minute.
+STOMP_POLICY_DEFINITION='{"max-length":100,"max-length-bytes":1048576,"message-ttl":900000,"expires":60000}'
+STOMP_POLICY='{"pattern":"^stomp-subscription-","apply-to":"queues","priority":0,"definition":'$STOMP_POLICY_DEFINITION'}'
+
+# Users, permissions, limits, the subscription policy and the exchange RGW
+# publishes to. All idempotent PUTs.
 rmq_setup() {
     local err=$RMQ_DIR/setup.err
     mkdir -p "$RMQ_DIR" # not made yet when the broker is reused
@@ -136,6 +154,11 @@ rmq_setup() {
                     '{"configure":"^stomp-subscription-.*","write":"^stomp-subscription-.*","read":"^(stomp-subscription-.*|amq\\.topic)$"}' &&
                 mgmt PUT /api/topic-permissions/%2F/browser \
                     '{"exchange":"amq.topic","write":"^$","read":"^(voucher\\.[0-9a-f]{32}|stock\\.[A-Za-z0-9_.-]{1,64})$"}' &&
+                mgmt PUT /api/user-limits/browser/max-connections "{\"value\":$BROWSER_MAX_CONNECTIONS}" &&
+                mgmt PUT /api/user-limits/browser/max-channels "{\"value\":$BROWSER_MAX_CHANNELS}" &&
+                mgmt PUT /api/vhost-limits/%2F/max-connections "{\"value\":$VHOST_MAX_CONNECTIONS}" &&
+                mgmt PUT /api/vhost-limits/%2F/max-queues "{\"value\":$VHOST_MAX_QUEUES}" &&
+                mgmt PUT /api/operator-policies/%2F/stomp-subscriptions "$STOMP_POLICY" &&
                 # RGW does not declare its target exchange; without it, events are dropped.
                 mgmt PUT "/api/exchanges/%2F/$EVENTS_EXCHANGE" \
                     '{"type":"topic","durable":true,"auto_delete":false,"internal":false,"arguments":{}}'
@@ -153,6 +176,12 @@ rmq_setup() {
             '^(stomp-subscription-.*|amq\.topic)$'
         rmq_ctl set_topic_permissions -p / browser amq.topic '^$' \
             '^(voucher\.[0-9a-f]{32}|stock\.[A-Za-z0-9_.-]{1,64})$'
+        rmq_ctl set_user_limits browser \
+            "{\"max-connections\":$BROWSER_MAX_CONNECTIONS,\"max-channels\":$BROWSER_MAX_CHANNELS}"
+        rmq_ctl set_vhost_limits -p / \
+            "{\"max-connections\":$VHOST_MAX_CONNECTIONS,\"max-queues\":$VHOST_MAX_QUEUES}"
+        rmq_ctl set_operator_policy -p / stomp-subscriptions '^stomp-subscription-' \
+            "$STOMP_POLICY_DEFINITION" --apply-to queues
     } >/dev/null 2>"$err" || die_log "RabbitMQ user setup failed" "$err"
     ensure_venv
     "$PY" "$ROOT/dev/s3_setup.py" declare-exchange 2>"$err" || die_log "declaring $EVENTS_EXCHANGE failed" "$err"

@@ -9,9 +9,24 @@ use anyhow::bail;
 use drop_contract::{env::Env, s3::S3Settings, topology};
 use secrecy::SecretString;
 
+use crate::http::serve::Timeouts;
+
+/// A whole number of seconds, at least 1.
+fn secs(env: &Env, name: &str, default: u64) -> anyhow::Result<Duration> {
+    let value: u64 = env.parsed(name, default)?;
+    if value == 0 {
+        bail!("{name} must be at least 1 (seconds)");
+    }
+    Ok(Duration::from_secs(value))
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
+    /// Where /metrics is served: a listener of its own, never the public one.
+    pub metrics_addr: SocketAddr,
+    /// Slow-client limits of the public listener (`http::serve`).
+    pub http_timeouts: Timeouts,
     pub database_url: SecretString,
     pub database_pool_size: usize,
     pub redis_url: SecretString,
@@ -77,6 +92,12 @@ impl Config {
         }
         let config = Self {
             listen_addr: env.parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            metrics_addr: env.parsed("METRICS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9091)))?,
+            http_timeouts: Timeouts {
+                header_read: secs(env, "HTTP_HEADER_READ_TIMEOUT_SECS", 10)?,
+                idle: secs(env, "HTTP_IDLE_TIMEOUT_SECS", 75)?,
+                request_body: secs(env, "HTTP_REQUEST_BODY_TIMEOUT_SECS", 10)?,
+            },
             database_url: env.secret("DATABASE_URL", "postgres://drop:drop@127.0.0.1:5432/drop")?,
             database_pool_size: pool_size,
             redis_url: env.secret("REDIS_URL", "redis://127.0.0.1:6379")?,
@@ -131,6 +152,33 @@ mod tests {
         assert_eq!(cfg.listen_addr.to_string(), "127.0.0.1:8080");
         assert!(cfg.listen_addr.ip().is_loopback());
         assert_eq!(cfg.outbox_linger, Duration::from_millis(50));
+        assert_eq!(cfg.metrics_addr.to_string(), "127.0.0.1:9091");
+        assert_eq!(
+            cfg.http_timeouts,
+            Timeouts {
+                header_read: Duration::from_secs(10),
+                idle: Duration::from_secs(75),
+                request_body: Duration::from_secs(10),
+            }
+        );
+    }
+
+    #[test]
+    fn http_timeouts_must_be_positive_whole_seconds() {
+        for name in [
+            "HTTP_HEADER_READ_TIMEOUT_SECS",
+            "HTTP_IDLE_TIMEOUT_SECS",
+            "HTTP_REQUEST_BODY_TIMEOUT_SECS",
+        ] {
+            for bad in ["0", "1.5", "", "soon"] {
+                let env = Env::from_pairs(&[("APP_PROFILE", "dev"), (name, bad)]);
+                let err = Config::from_env(&env).unwrap_err();
+                assert!(format!("{err:#}").contains(name), "{name}={bad:?}: {err:#}");
+            }
+        }
+        let env = Env::from_pairs(&[("APP_PROFILE", "dev"), ("HTTP_IDLE_TIMEOUT_SECS", "3")]);
+        let cfg = Config::from_env(&env).unwrap();
+        assert_eq!(cfg.http_timeouts.idle, Duration::from_secs(3));
     }
 
     #[test]

@@ -35,6 +35,7 @@ use crate::{
 pub struct Application {
     config: Config,
     listener: TcpListener,
+    metrics_listener: TcpListener,
     state: AppState,
     background: CancellationToken,
     relay: tokio::task::JoinHandle<()>,
@@ -106,9 +107,13 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("binding LISTEN_ADDR={}", config.listen_addr))?;
+    let metrics_listener = TcpListener::bind(config.metrics_addr)
+        .await
+        .with_context(|| format!("binding METRICS_ADDR={}", config.metrics_addr))?;
     Ok(Application {
         config,
         listener,
+        metrics_listener,
         state,
         background,
         relay,
@@ -124,6 +129,11 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address /metrics is served on (`METRICS_ADDR`).
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run(self) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
@@ -137,7 +147,9 @@ impl Application {
     /// pools close.
     pub async fn run_until(self, stop: CancellationToken) -> anyhow::Result<()> {
         let addr = self.addr()?;
+        let metrics_addr = self.metrics_addr()?;
         tracing::info!(%addr, dev_profile = self.config.dev_profile, "order-api listening on http://{addr}");
+        tracing::info!(%metrics_addr, "metrics on http://{metrics_addr}/metrics");
         let state = self.state.clone();
         let stopping = {
             let stop = stop.clone();
@@ -147,20 +159,30 @@ impl Application {
                 state.stop_accepting();
             }
         };
-        let server =
-            axum::serve(self.listener, http::app(self.state)).with_graceful_shutdown(stopping);
+        let timeouts = self.config.http_timeouts;
+        // The metrics listener has the same slow-client limits, and stops
+        // with the background tasks, so the last scrape sees the drain.
+        let metrics = tokio::spawn(http::serve::serve(
+            self.metrics_listener,
+            http::metrics_app(self.state.clone()),
+            timeouts,
+            self.background.clone().cancelled_owned(),
+        ));
+        let app = http::with_body_deadline(http::app(self.state), timeouts.request_body);
+        let server = http::serve::serve(self.listener, app, timeouts, stopping);
         // Graceful shutdown waits for in-flight requests; bound that wait.
         let drain_deadline = async {
             stop.cancelled().await;
             tokio::time::sleep(self.config.shutdown_timeout).await;
         };
         tokio::select! {
-            result = server => result.context("HTTP server")?,
+            () = server => {}
             () = drain_deadline => tracing::warn!("drain timed out; closing remaining connections"),
         }
         tracing::info!("HTTP drained; stopping background tasks");
 
         self.background.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), metrics).await;
         if tokio::time::timeout(Duration::from_secs(5), self.relay)
             .await
             .is_err()

@@ -23,6 +23,20 @@ impl Phone {
         if raw.len() > 32 {
             return Err(InvalidField::new("phone", "is too long"));
         }
+        // libphonenumber is lenient on purpose: it maps keypad letters to
+        // digits ("4O" becomes "46", someone else's number) and drops what
+        // follows a number (an extension, `#`, a NUL, a zero-width space).
+        // So the characters are checked first: one leading +, then ASCII
+        // digits and the separators people type.
+        if !raw[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'.' | b'-' | b'(' | b')'))
+        {
+            return Err(InvalidField::new(
+                "phone",
+                "may contain only digits, spaces, dots, hyphens and parentheses after the leading +",
+            ));
+        }
         let number = phonenumber::parse(None, raw)
             .map_err(|_| InvalidField::new("phone", "is not a phone number"))?;
         if !phonenumber::is_valid(&number) {
@@ -78,6 +92,8 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(b, c);
         assert_eq!(a.as_str(), "+358401234567");
+        let d = Phone::parse("+358 (40) 123.4567").unwrap();
+        assert_eq!(d, a);
     }
 
     #[test]
@@ -91,6 +107,15 @@ mod tests {
             "hello",
             "+1 555 0100",
             "+999 123456789",
+            "+358 4O 123 4567",
+            "+358 40 123 4567\u{0}",
+            "+358 40 123 4567\u{200B}",
+            "+358 40 123 4567#",
+            "+358 40 123 4567/",
+            "+358 40 123 4567 x12",
+            "+358 40 123 4567 ext. 12",
+            "++358 40 123 4567",
+            "+358\u{FF14}0 123 4567",
         ] {
             assert!(Phone::parse(bad).is_err(), "{bad} should be refused");
         }

@@ -21,6 +21,10 @@ pub enum ApiError {
     InvalidField(#[from] InvalidField),
     #[error("the request body is larger than 16 KiB")]
     PayloadTooLarge,
+    #[error("this route takes a JSON body: send Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("a valid admin bearer token is required")]
     Unauthorized,
     #[error("no product has this SKU")]
@@ -68,6 +72,8 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::UnknownSku
             | ApiError::OrderNotFound
@@ -87,6 +93,8 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField(_) => "invalid_field",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::Unauthorized => "unauthorized",
             ApiError::UnknownSku => "unknown_sku",
             ApiError::OrderNotFound => "order_not_found",
@@ -125,6 +133,13 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::RequestTimeout => {
+                // The rest of the body may still be on its way: do not
+                // keep reading this connection.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -16,10 +16,39 @@ use crate::{domain::InvalidField, idempotency};
 /// Largest request body accepted anywhere.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// A JSON body: malformed JSON is 400 `invalid_json`; well-formed JSON of the
-/// wrong shape is 422 `invalid_field` naming the field; over 16 KiB is 413.
-/// The Content-Type header is not required, to be lenient with simple clients.
+/// A JSON body: a Content-Type other than `application/json` is 415
+/// `unsupported_media_type`, before the body is read; malformed JSON is 400
+/// `invalid_json`; well-formed JSON of the wrong shape is 422 `invalid_field`
+/// naming the field; over 16 KiB is 413; a body still incomplete when the
+/// request-body deadline passes is 408 `request_timeout`.
+///
+/// The Content-Type is required so that no JSON route answers a CORS
+/// "simple" request (`text/plain`, a form): a browser sends those from any
+/// site without asking first, while `application/json` needs a preflight,
+/// which this API never grants (it sets no `Access-Control-*` header).
 pub struct JsonBody<T>(pub T);
+
+/// Whether a Content-Type names JSON: `application/json`, any case, with or
+/// without parameters such as `charset=utf-8`.
+pub fn is_json_content_type(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Whether a body rejection was the request-body deadline passing.
+fn is_body_deadline(rejection: &axum::extract::rejection::BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
 
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
@@ -29,9 +58,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| is_json_content_type(v.as_bytes()))
+        {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
+            } else if is_body_deadline(&rejection) {
+                ApiError::RequestTimeout
             } else {
                 ApiError::InvalidJson(rejection.body_text())
             }
@@ -93,6 +131,29 @@ fn strip_position(message: &str) -> String {
         .to_owned()
 }
 
+/// One path parameter as text, or `None` when it is not valid UTF-8 once
+/// percent-decoded (`/v1/orders/%FF`). axum's own `Path` would answer that
+/// with a plain-text 400; each handler maps `None` to the error its route
+/// gives any other impossible value, so every answer stays JSON.
+pub struct PathParam(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(Some(value))),
+            Err(axum::extract::rejection::PathRejection::FailedToDeserializePathParams(_)) => {
+                Ok(Self(None))
+            }
+            Err(rejection) => {
+                tracing::error!(error = %rejection, "path parameter missing from its route");
+                Err(ApiError::Internal)
+            }
+        }
+    }
+}
+
 /// The admin bearer token, compared in constant time.
 pub struct AdminAuth;
 
@@ -107,7 +168,7 @@ impl FromRequestParts<AppState> for AdminAuth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized)?;
         // Compare digests, so neither the length nor the content of the
         // token leaks through timing.
@@ -118,6 +179,17 @@ impl FromRequestParts<AppState> for AdminAuth {
             Err(ApiError::Unauthorized)
         }
     }
+}
+
+/// The credentials of `Authorization: Bearer <token>`. The scheme is
+/// case-insensitive (RFC 9110, section 11.1), so `bearer` and `BEARER` are
+/// the same scheme; one or more spaces separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+        .filter(|t| !t.is_empty())
 }
 
 /// The optional `Idempotency-Key` header; its rule is [`idempotency::IdempotencyKey`].
@@ -145,6 +217,36 @@ mod tests {
     struct Probe {
         sku: String,
         phone: String,
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+        ] {
+            assert!(is_json_content_type(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "",
+        ] {
+            assert!(!is_json_content_type(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k"] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        for value in ["Basic t0k", "Bearert0k", "Bearer ", "Bearer", "t0k"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod ops;
 mod orders;
 mod page;
 mod products;
+pub mod serve;
 
 /// Everything a handler may use. Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -67,6 +68,28 @@ impl AppState {
     }
 }
 
+/// What the metrics listener (`METRICS_ADDR`) serves: /metrics alone. It is
+/// kept off the public router, since it names every SKU with its exact
+/// remaining stock, unreleased products included.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(state)
+}
+
+/// The public router with the request-body deadline of the public
+/// listener: a body not complete `timeout` after its head is answered 408
+/// `request_timeout` (`extract::JsonBody`).
+pub fn with_body_deadline(app: Router, timeout: std::time::Duration) -> Router {
+    app.layer(
+        tower::ServiceBuilder::new()
+            .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(timeout))
+            .map_request(|req: axum::http::Request<_>| req.map(axum::body::Body::new)),
+    )
+}
+
 /// The whole application as a `Router`, so tests can drive it directly.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -80,7 +103,6 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/client-config", get(ops::client_config))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::serve))
         .route("/", get(page::index))
         .route("/assets/{*path}", get(page::asset))

@@ -3,14 +3,22 @@
 use axum::Json;
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    openapi::{
+        Ref, RefOr, ResponseBuilder,
+        path::Operation,
+        security::{Http, HttpAuthScheme, SecurityScheme},
+    },
 };
 
 use super::{error, ops, orders, products};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "order-api", description = "Reservations for limited-stock drops."),
+    info(title = "order-api", description = "Reservations for limited-stock drops.\n\n\
+        Every error is `{\"error\", \"message\"}` with a stable code. A method a path \
+        does not document is 405 `method_not_allowed`; a path that is not here is 404 \
+        `not_found`. No `Access-Control-*` header is ever sent: the page is served from \
+        this origin, and no other origin may call the API."),
     paths(
         products::put_product,
         products::get_product,
@@ -20,15 +28,14 @@ use super::{error, ops, orders, products};
         ops::client_config,
         ops::healthz,
         ops::readyz,
-        ops::metrics,
     ),
     components(schemas(error::ErrorBody)),
-    modifiers(&AdminToken),
+    modifiers(&AdminToken, &CommonResponses),
     tags(
         (name = "products", description = "Stock, set by the operator"),
         (name = "orders", description = "Reservations and vouchers"),
         (name = "browser", description = "What the drop page needs"),
-        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "operations", description = "Health and readiness (metrics are on METRICS_ADDR, not here)"),
     )
 )]
 pub struct ApiDoc;
@@ -42,6 +49,47 @@ impl Modify for AdminToken {
             "admin_token",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// The answers every route with a JSON body can give, whatever the handler:
+/// they come from the body extractor ([`super::extract::JsonBody`]), so they
+/// are added here once rather than repeated on each handler.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content_ref("application/json", Ref::from_schema_name("ErrorBody"))
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations: [&mut Option<Operation>; 3] =
+                [&mut item.get, &mut item.put, &mut item.post];
+            for operation in operations.into_iter().flatten() {
+                if operation.request_body.is_none() {
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                for (status, description) in [
+                    ("400", "`invalid_json`: the body is not JSON"),
+                    ("408", "`request_timeout`: the body did not arrive in time"),
+                    ("413", "`payload_too_large`: the body is over 16 KiB"),
+                    (
+                        "415",
+                        "`unsupported_media_type`: the Content-Type is not application/json",
+                    ),
+                ] {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description));
+                }
+            }
+        }
     }
 }
 
@@ -65,9 +113,31 @@ mod tests {
             "/v1/client-config",
             "/healthz",
             "/readyz",
-            "/metrics",
         ] {
             assert!(doc.paths.paths.contains_key(path), "{path} missing");
         }
+        assert!(!doc.paths.paths.contains_key("/metrics"));
+    }
+
+    #[test]
+    fn json_routes_document_the_body_errors() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, method) in [("/v1/orders", "post"), ("/v1/products/{sku}", "put")] {
+            let responses = &doc["paths"][path][method]["responses"];
+            for status in ["400", "408", "413", "415", "422"] {
+                assert!(
+                    responses[status].is_object(),
+                    "{method} {path} lacks {status}"
+                );
+            }
+        }
+        let key = doc["paths"]["/v1/orders"]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap();
+        assert_eq!(key["schema"]["minLength"], 1, "{key}");
+        assert_eq!(key["schema"]["maxLength"], 255, "{key}");
     }
 }

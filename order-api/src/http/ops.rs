@@ -1,4 +1,5 @@
-//! Operational routes: health, readiness, metrics, browser configuration, and
+//! Operational routes: health, readiness, metrics (served on the metrics
+//! listener, `http::metrics_app`), browser configuration, and
 //! JSON answers for unknown routes and methods.
 
 use axum::{Json, extract::State, http::header, response::IntoResponse};
@@ -29,9 +30,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
     }
 }
 
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String)))]
+/// Prometheus metrics in the text exposition format, on the metrics
+/// listener only (`METRICS_ADDR`).
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -2,7 +2,7 @@
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::{
     AppState,
     error::ApiError,
-    extract::{IdempotencyKey, JsonBody},
+    extract::{IdempotencyKey, JsonBody, PathParam},
     products::product_from_db,
 };
 use crate::{
@@ -26,16 +26,20 @@ use crate::{
 /// Body of `POST /v1/orders`.
 #[derive(Deserialize, ToSchema)]
 pub struct CreateOrder {
-    #[schema(example = "SNEAKER-42")]
+    #[schema(example = "SNEAKER-42", pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub sku: String,
-    /// 1-100 characters, any script.
-    #[schema(example = "Zoë")]
+    /// 1-100 characters, any script, stored in NFC; it must start with a
+    /// visible character and hold no control, format or separator
+    /// character (422 otherwise: the rule is wider than a pattern can say).
+    #[schema(example = "Zoë", min_length = 1, max_length = 100)]
     pub first_name: String,
-    /// 1-100 characters, any script.
-    #[schema(example = "Ñúñez")]
+    /// As `first_name`.
+    #[schema(example = "Ñúñez", min_length = 1, max_length = 100)]
     pub last_name: String,
-    /// E.164; spaces and dashes are ignored when comparing.
-    #[schema(example = "+358 40 123 4567")]
+    /// International form: `+`, then digits, spaces, dots, hyphens and
+    /// parentheses; it must be a valid number for its country code (422
+    /// otherwise). Stored and compared in E.164.
+    #[schema(example = "+358 40 123 4567", pattern = "^\\+[0-9 .()-]{1,31}$")]
     pub phone: String,
 }
 
@@ -75,7 +79,8 @@ pub struct OrderView {
 /// and the phone check is the costliest step of a request.
 #[utoipa::path(post, path = "/v1/orders", tag = "orders",
     request_body = CreateOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters",
+        min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     responses(
         (status = 201, description = "Reserved", body = OrderCreated),
         (status = 400, description = "`invalid_json`", body = super::error::ErrorBody),
@@ -148,7 +153,13 @@ fn respond(outcome: Outcome) -> Result<Response, ApiError> {
                 order_id: order_id.as_str().to_owned(),
                 status: "reserved",
             };
-            let mut response = (StatusCode::CREATED, Json(body)).into_response();
+            // The order id is the customer's capability: never cached.
+            let mut response = (
+                StatusCode::CREATED,
+                [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+                Json(body),
+            )
+                .into_response();
             if replayed {
                 response
                     .headers_mut()
@@ -192,10 +203,21 @@ async fn load_order(state: &AppState, order_id: &OrderId) -> Result<OrderView, A
         (status = 503, description = "`unavailable`", body = super::error::ErrorBody)))]
 pub async fn get_order(
     State(state): State<AppState>,
-    Path(order_id): Path<String>,
-) -> Result<Json<OrderView>, ApiError> {
-    let order_id = OrderId::parse(&order_id).map_err(|_| ApiError::OrderNotFound)?;
-    Ok(Json(load_order(&state, &order_id).await?))
+    PathParam(order_id): PathParam,
+) -> Result<Response, ApiError> {
+    let order_id = parse_order_id(order_id)?;
+    // The customer's names: no cache, shared or private, may keep them.
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(load_order(&state, &order_id).await?),
+    )
+        .into_response())
+}
+
+/// An id that is not 32 lowercase hex digits (or not even UTF-8) names no order.
+fn parse_order_id(raw: Option<String>) -> Result<OrderId, ApiError> {
+    raw.and_then(|raw| OrderId::parse(&raw).ok())
+        .ok_or(ApiError::OrderNotFound)
 }
 
 /// Redirect to a fresh, short-lived link to the voucher PDF.
@@ -207,9 +229,9 @@ pub async fn get_order(
         (status = 503, description = "`unavailable`", body = super::error::ErrorBody)))]
 pub async fn get_voucher(
     State(state): State<AppState>,
-    Path(order_id): Path<String>,
+    PathParam(order_id): PathParam,
 ) -> Result<Response, ApiError> {
-    let order_id = OrderId::parse(&order_id).map_err(|_| ApiError::OrderNotFound)?;
+    let order_id = parse_order_id(order_id)?;
     if load_order(&state, &order_id).await?.status != "voucher_ready" {
         return Err(ApiError::VoucherNotReady);
     }

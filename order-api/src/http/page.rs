@@ -6,13 +6,13 @@
 //! the crate still compiles, and the page answers 503 `assets_missing`.
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use rust_embed::RustEmbed;
 
-use super::{AppState, error::ApiError};
+use super::{AppState, error::ApiError, extract::PathParam};
 
 #[derive(RustEmbed)]
 #[folder = "../res/web/dist"]
@@ -29,7 +29,11 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 /// A bundled asset under `/assets/`.
-pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+pub async fn asset(PathParam(path): PathParam, headers: HeaderMap) -> Response {
+    let Some(path) = path else {
+        // Not UTF-8: no asset has such a name.
+        return ApiError::NotFound.into_response();
+    };
     let name = format!("assets/{path}");
     match Dist::get(&name) {
         Some(file) => serve(&name, file, &headers, None),

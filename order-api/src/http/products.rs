@@ -1,17 +1,13 @@
 //! Products: the operator sets stock; everyone reads availability.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
     AppState,
     error::ApiError,
-    extract::{AdminAuth, JsonBody},
+    extract::{AdminAuth, JsonBody, PathParam},
 };
 use crate::{
     db::products,
@@ -22,8 +18,9 @@ use crate::{
 /// Body of `PUT /v1/products/{sku}`.
 #[derive(Deserialize, ToSchema)]
 pub struct PutProduct {
-    /// Display name, 1-200 characters, any script.
-    #[schema(example = "Limited sneaker")]
+    /// Display name, 1-200 characters, any script, by the rule of a
+    /// customer's name.
+    #[schema(example = "Limited sneaker", min_length = 1, max_length = 200)]
     pub name: String,
     /// Total units for sale, including those already reserved.
     #[schema(example = 500, minimum = 0, maximum = 1_000_000_000)]
@@ -50,7 +47,8 @@ pub struct Product {
 
 /// Create a product, or change its name and total stock.
 #[utoipa::path(put, path = "/v1/products/{sku}", tag = "products",
-    params(("sku" = String, Path, description = "1-64 characters of A-Z a-z 0-9 _ . -")),
+    params(("sku" = String, Path, description = "1-64 characters of A-Z a-z 0-9 _ . -",
+        pattern = "^[A-Za-z0-9_.-]{1,64}$")),
     request_body = PutProduct,
     security(("admin_token" = [])),
     responses(
@@ -63,10 +61,11 @@ pub struct Product {
 pub async fn put_product(
     _admin: AdminAuth,
     State(state): State<AppState>,
-    Path(sku): Path<String>,
+    PathParam(sku): PathParam,
     JsonBody(body): JsonBody<PutProduct>,
 ) -> Result<(StatusCode, Json<ProductAdmin>), ApiError> {
-    let sku = Sku::parse(&sku)?;
+    // Not UTF-8 is refused by the same rule as any other bad SKU.
+    let sku = Sku::parse(sku.as_deref().unwrap_or("\u{0}"))?;
     let name = ProductName::parse(&body.name)?;
     if !(0..=MAX_STOCK).contains(&body.stock) {
         return Err(InvalidField::new(
@@ -131,9 +130,11 @@ pub async fn put_product(
         (status = 503, description = "`unavailable`", body = super::error::ErrorBody)))]
 pub async fn get_product(
     State(state): State<AppState>,
-    Path(sku): Path<String>,
+    PathParam(sku): PathParam,
 ) -> Result<Json<Product>, ApiError> {
-    let sku = Sku::parse(&sku).map_err(|_| ApiError::UnknownSku)?;
+    let sku = sku
+        .and_then(|sku| Sku::parse(&sku).ok())
+        .ok_or(ApiError::UnknownSku)?;
     let flag = match state.stock.flag.read_redis(&sku).await {
         Ok(Some(flag)) => flag,
         Ok(None) | Err(_) => product_from_db(&state, &sku)

@@ -124,6 +124,8 @@ impl AppOptions {
 /// objects deleted.
 pub struct App {
     pub base: String,
+    /// The metrics listener's base URL (`METRICS_ADDR`).
+    pub metrics_base: String,
     pub http: reqwest::Client,
     child: Child,
     pub log: PathBuf,
@@ -137,6 +139,7 @@ impl App {
         let err = out.try_clone().expect("log file handle");
         // A port free right now; readiness below shows the process took it.
         let addr = format!("127.0.0.1:{}", free_port());
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
         // Each process its own voucher-status queue, bound to its own
         // exchange: deleted with the process, never shared between tests.
         let status_queue = format!("test.voucher-status.{}", random_suffix());
@@ -144,6 +147,7 @@ impl App {
         cmd.env_clear()
             .env("PATH", env_or("PATH", "/usr/bin:/bin"))
             .env("LISTEN_ADDR", &addr)
+            .env("METRICS_ADDR", &metrics_addr)
             .env("DATABASE_URL", &opts.database_url)
             .env("DATABASE_POOL_SIZE", "8")
             .env("REDIS_URL", &opts.redis_url)
@@ -162,6 +166,7 @@ impl App {
         let child = cmd.spawn().expect("spawn order-api");
         let app = Self {
             base: format!("http://{addr}"),
+            metrics_base: format!("http://{metrics_addr}"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .redirect(reqwest::redirect::Policy::none())
@@ -181,6 +186,23 @@ impl App {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The public listener's host:port, for raw sockets.
+    pub fn host_port(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// GET /metrics from the metrics listener.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.metrics_base))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("metrics body")
     }
 
     pub async fn wait_ready(&self) {

@@ -4,6 +4,7 @@
 
 mod chaos;
 mod drop;
+mod edge;
 mod helpers;
 mod idempotency;
 mod ops;

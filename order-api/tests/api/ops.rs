@@ -24,8 +24,10 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(get("/healthz").await.0, 200);
     assert_eq!(get("/readyz").await.0, 200);
 
-    let (status, metrics) = get("/metrics").await;
-    assert_eq!(status, 200);
+    // Metrics are on their own listener; the public one does not have them.
+    let metrics = app.metrics().await;
+    let (status, body) = get("/metrics").await;
+    assert_eq!(status, 404, "{body}");
     for needle in [
         "http_requests_total{",
         "route=\"/v1/orders\"",
@@ -62,10 +64,13 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/client-config",
         "/healthz",
         "/readyz",
-        "/metrics",
     ] {
         assert!(paths.contains(path), "OpenAPI lacks {path}: {paths:?}");
     }
+    assert!(
+        !paths.contains("/metrics"),
+        "/metrics is not a public route"
+    );
     assert!(doc["paths"]["/v1/orders"]["post"]["responses"]["409"].is_object());
 
     let (status, config) = get("/v1/client-config").await;

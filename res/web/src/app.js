@@ -206,6 +206,10 @@ async function checkOrder() {
  * Subscribes to `key` on amq.topic and hands each message's JSON object to
  * `onBody` (anything else is ignored). `onReceipt` runs once the broker
  * confirms the subscription. Returns the subscription.
+ *
+ * `exclusive` makes the queue behind the subscription this session's own:
+ * RabbitMQ 3.10 makes it shared otherwise, and any session that learnt its
+ * name could consume from it (issue #20).
  */
 function subscribeJson(key, onBody, onReceipt) {
   const client = state.client;
@@ -223,7 +227,7 @@ function subscribeJson(key, onBody, onReceipt) {
       }
       if (body && typeof body === 'object') onBody(body);
     },
-    { receipt },
+    { receipt, exclusive: 'true' },
   );
 }
 

@@ -324,6 +324,8 @@ impl Harness {
         let mut cmd = Command::new(&bin);
         self.common_env(&mut cmd);
         cmd.env("LISTEN_ADDR", addr.to_string())
+            // Its metrics listener on a free port too: never the default 9091.
+            .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
             .env("DATABASE_URL", self.database_url())
             .env("VOUCHER_STATUS_QUEUE", &self.status_queue)
             .env("DATABASE_POOL_SIZE", "8")
