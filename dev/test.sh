@@ -13,7 +13,7 @@ source "${STACK_DIR:-$ROOT/.stack}/env"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-0}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-STEPS=(build rust-unit order-api pdf-generator drop-smoke browser k8s)
+STEPS=(build rust-unit order-api pdf-generator drop-smoke ha browser k8s)
 passed=0
 failed=()
 t_start=$SECONDS
@@ -42,6 +42,9 @@ step_order_api() { cargo test --locked -p order-api --test api -- --test-threads
 # and S3 server, so its tests run one at a time and after the order-api suite.
 step_pdf_generator() { cargo test --locked -p pdf-generator --test e2e -- --test-threads=1; }
 step_drop_smoke() { bash dev/drop-smoke.sh; }
+# The short form of the fault harness: the replicated topology in a private
+# network namespace, a PostgreSQL failover and a RabbitMQ node kill (dev/ha-test.sh).
+step_ha() { cargo build --quiet --locked --workspace --bins && bash dev/ha-test.sh; }
 step_browser() { bash dev/browser-test.sh; }
 step_k8s() { bash dev/k8s-check.sh; }
 
