@@ -337,6 +337,9 @@ listen order_api
     option httpchk GET /readyz
     option redispatch
     balance roundrobin
+    # With no replica ready (PostgreSQL failing over), the answer is order-api's
+    # own contract: 503 unavailable with Retry-After, which clients retry.
+    http-error status 503 content-type application/json hdr Retry-After 1 string '{"error": "unavailable", "message": "no order-api replica is ready; retry later"}'
 $servers_api
 listen stats
     bind 127.0.0.1:$HAPROXY_STATS_PORT
