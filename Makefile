@@ -7,11 +7,12 @@ export CARGO_TERM_COLOR ?= never
 
 STACK := dev/stack.sh
 
-.PHONY: help bootstrap stack stack-down assets build run up down test test-rust test-browser k8s-check bench lint fmt
+.PHONY: help bootstrap stack stack-ha stack-down up-ha ha-status assets build run up down test test-rust test-browser k8s-check bench lint fmt
 
 help:
 	@echo "make run    - start the local stack and run the services in the foreground"
 	@echo "make up     - same, in the background;  make down - stop it all again"
+	@echo "make up-ha  - the replicated topology (Patroni, clustered RabbitMQ, HAProxy, 2+2 replicas), in the background"
 	@echo "make test   - the whole test suite on the real stack"
 	@echo "make bench  - the benchmark, writes docs/benchmarks.md"
 
@@ -20,6 +21,9 @@ bootstrap:
 
 stack: bootstrap
 	bash $(STACK) up
+
+stack-ha: bootstrap
+	bash $(STACK) up-ha
 
 stack-down:
 	bash $(STACK) down
@@ -35,6 +39,12 @@ run: stack build
 
 up: stack build
 	bash dev/run.sh background
+
+up-ha: stack-ha build
+	bash dev/run.sh ha-background
+
+ha-status:
+	bash $(STACK) ha-status
 
 down:
 	bash dev/run.sh stop

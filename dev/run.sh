@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# dev/run.sh foreground | background | stop
+# dev/run.sh foreground | background | ha-background | stop
 #
 # Runs order-api and pdf-generator (debug builds, already built by `make`)
 # against the local stack. `foreground` keeps them attached to the terminal
 # until Ctrl-C; `background` leaves them running (logs and pids under
-# .stack/app/) until `stop`. ADMIN_TOKEN comes from the environment, or a dev
+# .stack/app/) until `stop`. `ha-background` runs two replicas of each on the
+# replicated topology (`make up-ha`): order-api-1 and -2 on 127.0.0.1:8081 and
+# 8082 behind HAProxy's 8080, pdf-generator-1 and -2 with metrics on 9091 and
+# 9092. ADMIN_TOKEN comes from the environment, or a dev
 # token is generated, kept in .stack/app/admin-token and printed.
 set -euo pipefail
 
@@ -27,9 +30,16 @@ stop_one() {
     rm -f "$pidfile"
 }
 
+stop_all() {
+    local f
+    for f in "$APP"/order-api*.pid "$APP"/pdf-generator*.pid; do
+        [[ -e $f ]] && stop_one "$(basename "$f" .pid)"
+    done
+    return 0
+}
+
 if [[ ${1:-} == stop ]]; then
-    stop_one order-api
-    stop_one pdf-generator
+    stop_all
     exit 0
 fi
 
@@ -69,14 +79,24 @@ banner() {
 MSG
 }
 
+# wait_ready [NAME [ADDR]]: until order-api NAME answers /readyz on ADDR.
 wait_ready() {
+    local name=${1:-order-api} addr=${2:-$LISTEN_ADDR}
     for _ in $(seq 1 300); do
-        curl -fsS "http://$LISTEN_ADDR/readyz" >/dev/null 2>&1 && return 0
-        kill -0 "$(cat "$APP/order-api.pid")" 2>/dev/null || { echo "run: order-api exited; see $APP/order-api.log" >&2; tail -20 "$APP/order-api.log" >&2; return 1; }
+        curl -fsS "http://$addr/readyz" >/dev/null 2>&1 && return 0
+        kill -0 "$(cat "$APP/$name.pid")" 2>/dev/null || { echo "run: $name exited; see $APP/$name.log" >&2; tail -20 "$APP/$name.log" >&2; return 1; }
         sleep 0.2
     done
-    echo "run: order-api not ready after 60 s; see $APP/order-api.log" >&2
+    echo "run: $name not ready after 60 s; see $APP/$name.log" >&2
     return 1
+}
+
+# start_one NAME BIN VAR=VALUE...: a replica in its own session, logs and pid under $APP.
+start_one() {
+    local name=$1 bin=$2
+    shift 2
+    setsid env "$@" "$TARGET/$bin" >>"$APP/$name.log" 2>&1 </dev/null &
+    echo $! >"$APP/$name.pid"
 }
 
 case ${1:-} in
@@ -104,8 +124,20 @@ background)
     banner
     echo "  Logs: $APP/*.log.  'make down' stops the services and the stack." >&2
     ;;
+ha-background)
+    stop_all
+    for i in 1 2; do
+        start_one "pdf-generator-$i" pdf-generator "METRICS_ADDR=127.0.0.1:$((9090 + i))"
+        start_one "order-api-$i" order-api "LISTEN_ADDR=127.0.0.1:$((8080 + i))"
+    done
+    for i in 1 2; do wait_ready "order-api-$i" "127.0.0.1:$((8080 + i))"; done
+    # Through HAProxy, once its health check has seen a replica ready.
+    wait_ready order-api-1
+    banner
+    echo "  Two replicas of each; 'dev/stack.sh ha-status' shows the topology. 'make down' stops it all." >&2
+    ;;
 *)
-    echo "usage: dev/run.sh foreground | background | stop" >&2
+    echo "usage: dev/run.sh foreground | background | ha-background | stop" >&2
     exit 2
     ;;
 esac

@@ -2,8 +2,13 @@
 # dev/stack.sh: the local stack of real services, on loopback only.
 #
 #   up                      install what is missing, start everything, apply the setup
+#   up-ha                   the same as a replicated topology: Patroni, clustered RabbitMQ,
+#                           HAProxy in front (dev/stack/ha.sh says what runs where)
 #   down                    stop what this script started (never a service it reused)
 #   status                  one line per service
+#   ha-status               the replicated topology: roles, broker nodes, queue leader, replicas
+#   ha-fault KIND | ha-heal  inject a fault into it (dev/stack/ha.sh lists them) | make it whole
+#   install-ha              only the packages and the venv of up-ha (needs the registries)
 #   env                     print `export VAR=...` lines for clients (also in $STATE/env)
 #   start|stop|restart SVC  SVC is postgres | redis | rabbitmq | s3 (chaos tests use these)
 #   check                   end-to-end self-test: S3 PUT -> AMQP event, browser STOMP permissions
@@ -30,14 +35,22 @@ source "$ROOT/dev/stack/redis.sh"
 source "$ROOT/dev/stack/rabbitmq.sh"
 # shellcheck source=dev/stack/s3.sh
 source "$ROOT/dev/stack/s3.sh"
+# shellcheck source=dev/stack/ha.sh
+source "$ROOT/dev/stack/ha.sh"
 
 # ---------------------------------------------------------------- env
 
 write_env() {
     local bindir
     bindir=$(pg_bindir) || bindir=/usr/lib/postgresql/15/bin
-    local nodename=$RMQ_NODENAME
-    if [[ $(owner rabbitmq) == reused ]]; then
+    local nodename=$RMQ_NODENAME pgdata=$PGDATA pgsock=$PG_SOCK
+    if [[ $(owner ha) == ours ]]; then
+        # The replicated topology: the CLI's default node, and the first member's
+        # files (the leader moves; `ha-status` says which one leads).
+        nodename=$(ha_rmq_node 1)
+        pgdata=$(ha_pg_dir 1)/data
+        pgsock=$(ha_pg_dir 1)/run
+    elif [[ $(owner rabbitmq) == reused ]]; then
         # Another node: guess its name from epmd (another checkout's stack is "drop").
         local names
         names=$(epmd -names 2>/dev/null || true)
@@ -52,8 +65,8 @@ export STACK_DIR=$STATE
 export LISTEN_ADDR=127.0.0.1:8080
 export DATABASE_URL=postgres://drop:drop@127.0.0.1:$PG_PORT/drop
 export PG_BINDIR=$bindir
-export PGDATA_STACK=$PGDATA
-export PG_SOCKET_DIR=$PG_SOCK
+export PGDATA_STACK=$pgdata
+export PG_SOCKET_DIR=$pgsock
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export AMQP_URL=amqp://drop:drop@127.0.0.1:$AMQP_PORT/%2f
 export RABBITMQ_MANAGEMENT_URL=http://127.0.0.1:$MGMT_PORT
@@ -128,6 +141,7 @@ cmd_down() {
     if [[ $(owner s3) == ours ]]; then ceph_stop_all; fi
     if [[ $(owner rabbitmq) == ours ]]; then rabbitmq_down; fi
     if [[ $(owner redis) == ours ]]; then redis_stop; fi
+    if [[ $(owner ha) == ours ]]; then cmd_down_ha; fi
     if [[ $(owner postgres) == ours ]]; then postgres_stop; fi
     rm -f "$RUN"/*.owner
 }
@@ -142,7 +156,7 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -150,6 +164,12 @@ main() {
     local cmd=${1:-}
     case $cmd in
     up) cmd_up ;;
+    up-ha) cmd_up_ha ;;
+    ha-status) cmd_ha_status ;;
+    ha-leader) patroni_leader ;;
+    ha-fault) shift && cmd_ha_fault "$@" ;;
+    ha-heal) cmd_ha_heal ;;
+    install-ha) ensure_packages && ensure_packages "${HA_PACKAGES[@]}" && ensure_venv ;;
     down) cmd_down ;;
     status) cmd_status ;;
     rgw-watchdog) cmd_rgw_watchdog ;; # internal: started by `start s3`

@@ -13,7 +13,7 @@ source "${STACK_DIR:-$ROOT/.stack}/env"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-0}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-STEPS=(build rust-unit router order-api e2e drop-smoke browser stack-check schemathesis k8s shellcheck)
+STEPS=(build rust-unit router order-api e2e drop-smoke ha browser stack-check schemathesis k8s shellcheck)
 passed=0
 failed=()
 t_start=$SECONDS
@@ -48,6 +48,9 @@ step_order_api() { cargo test --locked --workspace --test api -- --test-threads=
 # server, so its tests run one at a time and after the order-api suite.
 step_e2e() { cargo test --locked --workspace --test e2e -- --test-threads=1; }
 step_drop_smoke() { bash dev/drop-smoke.sh; }
+# The short form of the fault harness: the replicated topology in a private
+# network namespace, a PostgreSQL failover and a RabbitMQ node kill (dev/ha-test.sh).
+step_ha() { cargo build --quiet --locked --workspace --all-targets && bash dev/ha-test.sh; }
 step_browser() { bash dev/browser-test.sh; }
 # The stack's own self-test: the browser user's STOMP permissions, limits,
 # subscription policy and exclusive queues, with real clients.

@@ -104,12 +104,15 @@ set_owner() { echo "$2" >"$RUN/$1.owner"; }
 
 PACKAGES=(postgresql redis-server rabbitmq-server ceph-mon ceph-osd radosgw python3-venv curl)
 
+# ensure_packages [PACKAGE...]: the given packages, or PACKAGES when none are named.
 ensure_packages() {
+    local wanted=("$@")
+    ((${#wanted[@]})) || wanted=("${PACKAGES[@]}")
     local missing=() p
     # One dpkg-query for all: the warm path must stay fast.
     local installed
-    installed=$(dpkg-query -W -f '${db:Status-Status} ${Package}\n' "${PACKAGES[@]}" 2>/dev/null || true)
-    for p in "${PACKAGES[@]}"; do
+    installed=$(dpkg-query -W -f '${db:Status-Status} ${Package}\n' "${wanted[@]}" 2>/dev/null || true)
+    for p in "${wanted[@]}"; do
         grep -qx "installed $p" <<<"$installed" || missing+=("$p")
     done
     if ((${#missing[@]})); then
@@ -126,7 +129,7 @@ ensure_packages() {
         fi
         {
             apt-get update -q &&
-                apt-get install -y -q --no-install-recommends "${missing[@]}"
+                apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
         } >"$log" 2>&1 || {
             if ((created_policy)); then rm -f "$policy"; fi
             die_log "apt-get install ${missing[*]} failed" "$log"

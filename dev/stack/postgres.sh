@@ -73,14 +73,18 @@ pg_start() {
         </dev/null >>"$PG_LOG" 2>&1 || die_log "PostgreSQL did not start" "$PG_LOG"
 }
 
-pg_setup() {
-    local sql
-    sql=$(cat <<'EOF'
+# The role and database of the contract (drop/drop), idempotent; psql input.
+pg_setup_sql() {
+    cat <<'EOF'
 SELECT 'CREATE ROLE drop LOGIN CREATEDB' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'drop')\gexec
 ALTER ROLE drop LOGIN CREATEDB PASSWORD 'drop';
 SELECT 'CREATE DATABASE drop OWNER drop' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'drop')\gexec
 EOF
-)
+}
+
+pg_setup() {
+    local sql
+    sql=$(pg_setup_sql)
     local bin
     bin=$(pg_bindir)
     if [[ $(owner postgres) == ours ]]; then

@@ -5,6 +5,8 @@
 
 RMQ_DIR=$STATE/rabbitmq
 RMQ_NODENAME=drop@localhost
+# Erlang distribution port; dev/stack/ha.sh gives each clustered node its own.
+RMQ_DIST_PORT=25672
 # rabbitmqctl (Debian's wrapper, run as root) switches to the rabbitmq user, whose
 # HOME holds the Erlang cookie. Our node runs as root with the same HOME, so that
 # plain `rabbitmqctl` with RABBITMQ_NODENAME set reaches it.
@@ -37,7 +39,7 @@ rmq_env() {
     # Erlang distribution and CLI nodes on loopback too.
     export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
     export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
-    export RABBITMQ_DIST_PORT=25672
+    export RABBITMQ_DIST_PORT=$RMQ_DIST_PORT
     export HOME=$RMQ_HOME
 }
 
@@ -61,6 +63,7 @@ auth_mechanisms.1 = PLAIN
 auth_mechanisms.2 = AMQPLAIN
 log.file.level = info
 log.console = false
+${RMQ_EXTRA_CONF:-}
 EOF
     # The STOMP plugin (which Web-STOMP runs on) defaults to logging clients that
     # send no credentials in as guest/guest, and to a plain STOMP listener on 61613:

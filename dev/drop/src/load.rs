@@ -243,6 +243,8 @@ pub struct Load {
     pub sku: String,
     pub customers: Vec<Customer>,
     pub concurrency: usize,
+    /// How often a request that errored is sent again with its key.
+    pub retry_errors: u32,
     pub live: Arc<Live>,
     pub on_accepted: OnAccepted,
     pub on_attempt: Arc<dyn Fn() + Send + Sync>,
@@ -289,12 +291,12 @@ impl Load {
     async fn customer(&self, c: &Customer, stats: &mut Stats) {
         let target = &self.targets[c.index as usize % self.targets.len()];
         let (first, first_at) = self
-            .post(target, c, &c.phone, c.idempotency_key.as_deref(), stats)
+            .post_retrying(target, c, c.idempotency_key.as_deref(), stats)
             .await;
         let mut decided = (first.clone(), first_at);
         if let Some(key) = c.idempotency_key.as_deref() {
             // The retry a client sends when it did not trust the first answer.
-            let (again, again_at) = self.post(target, c, &c.phone, Some(key), stats).await;
+            let (again, again_at) = self.post_retrying(target, c, Some(key), stats).await;
             match (&first, &again) {
                 (Answer::Error(_), _) => decided = (again.clone(), again_at),
                 (_, Answer::Error(_)) => {}
@@ -316,7 +318,7 @@ impl Load {
         if c.duplicate {
             // The same person again, phone typed with a space, no key.
             let respelled = format!("{} {}", &c.phone[..4], &c.phone[4..]);
-            let (dup, dup_at) = self.post(target, c, &respelled, None, stats).await;
+            let (dup, dup_at, _) = self.post(target, c, &respelled, None, stats).await;
             match (&decided.0, &dup) {
                 (Answer::Reserved { .. }, Answer::Reserved { order_id, .. }) => {
                     stats.duplicate_accepted.push(format!(
@@ -342,6 +344,41 @@ impl Load {
         }
     }
 
+    /// `post`, sent again with the same key after an error while the
+    /// budget lasts (never without a key: that could reserve twice). A 201
+    /// that replays the reservation an errored attempt made is this
+    /// customer's acknowledgement, announced as a fresh one would be.
+    async fn post_retrying(
+        &self,
+        target: &str,
+        c: &Customer,
+        key: Option<&str>,
+        stats: &mut Stats,
+    ) -> (Answer, Instant) {
+        let mut attempt = 0;
+        loop {
+            let (answer, at, retry_after) = self.post(target, c, &c.phone, key, stats).await;
+            if attempt > 0 {
+                if let Answer::Reserved {
+                    order_id,
+                    replayed: true,
+                } = &answer
+                {
+                    stats.last_accepted = Some(at);
+                    (self.on_accepted)(order_id);
+                }
+            }
+            if !matches!(answer, Answer::Error(_)) || key.is_none() || attempt >= self.retry_errors
+            {
+                return (answer, at);
+            }
+            let backoff = Duration::from_millis(200 << attempt.min(3));
+            tokio::time::sleep(retry_after.unwrap_or(backoff).min(Duration::from_secs(5))).await;
+            attempt += 1;
+        }
+    }
+
+    /// One request; also returns the `Retry-After` of an error answer.
     async fn post(
         &self,
         target: &str,
@@ -349,7 +386,7 @@ impl Load {
         phone: &str,
         key: Option<&str>,
         stats: &mut Stats,
-    ) -> (Answer, Instant) {
+    ) -> (Answer, Instant, Option<Duration>) {
         let body = json!({
             "sku": self.sku,
             "first_name": c.first_name,
@@ -361,9 +398,16 @@ impl Load {
             request = request.header("Idempotency-Key", key);
         }
         let sent = Instant::now();
-        let answer = match request.send().await {
-            Ok(response) => classify(response).await,
-            Err(e) => Answer::Error(transport_kind(&e)),
+        let (answer, retry_after) = match request.send().await {
+            Ok(response) => {
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .map(Duration::from_secs);
+                (classify(response).await, retry_after)
+            }
+            Err(e) => (Answer::Error(transport_kind(&e)), None),
         };
         let now = Instant::now();
         stats.record(&answer, now - sent, now);
@@ -386,7 +430,7 @@ impl Load {
             _ => {}
         }
         (self.on_attempt)();
-        (answer, now)
+        (answer, now, retry_after)
     }
 }
 

@@ -91,6 +91,12 @@ pub struct Args {
     /// Count request errors (503, timeouts…) in the report without failing.
     #[arg(long)]
     pub allow_errors: bool,
+    /// Clients of a drop under faults: every customer sends an
+    /// Idempotency-Key and retries an error (503, 5xx, timeout, refused
+    /// connection) with it up to this many times, waiting as `Retry-After`
+    /// says (else a backoff), as the page does. 0: no retries.
+    #[arg(long, default_value_t = 0)]
+    pub retry_errors: u32,
     /// Seed for the customer plan (random by default).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -160,7 +166,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         )
     };
 
-    let customers = load::plan(args.customers, args.duplicates, args.retries, &run_id, seed);
+    // Retrying clients all hold a key: a retry without one could reserve twice.
+    let key_share = if args.retry_errors > 0 {
+        1.0
+    } else {
+        args.retries
+    };
+    let customers = load::plan(args.customers, args.duplicates, key_share, &run_id, seed);
     let planned = load::planned_requests(&customers);
     let live = Arc::new(Live::default());
     let bar = progress(
@@ -198,6 +210,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         sku: sku.clone(),
         customers,
         concurrency: args.concurrency,
+        retry_errors: args.retry_errors,
         live: Arc::clone(&live),
         on_accepted,
         on_attempt,

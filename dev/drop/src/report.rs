@@ -128,14 +128,16 @@ pub async fn build(input: Input<'_>) -> anyhow::Result<Value> {
     let ours: HashSet<String> = accepted_ids.keys().map(|k| (*k).to_owned()).collect();
     let missing_in_db = ours.difference(&db_ids).count();
     let unknown_in_db = db_ids.difference(&ours).count();
+    let stock: Option<i32> = product.as_ref().map(|p| p.get(0));
     let reserved: Option<i32> = product.as_ref().map(|p| p.get(1));
     checks.push(Check {
         name: "the database holds exactly the accepted orders",
         ok: missing_in_db == 0
             && unknown_in_db == 0
-            && reserved.is_some_and(|r| i64::from(r) == rows.len() as i64),
+            && reserved.is_some_and(|r| i64::from(r) == rows.len() as i64)
+            && stock.is_some_and(|s| rows.len() as i64 <= i64::from(s)),
         detail: format!(
-            "{} rows, {missing_in_db} accepted but absent, {unknown_in_db} present but never acknowledged, products.reserved = {reserved:?}",
+            "{} rows, {missing_in_db} accepted but absent, {unknown_in_db} present but never acknowledged, products.reserved = {reserved:?}, stock = {stock:?}",
             rows.len()
         ),
     });

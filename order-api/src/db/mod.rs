@@ -102,8 +102,9 @@ pub fn is_unavailable(err: &tokio_postgres::Error) -> bool {
     if let Some(code) = err.code() {
         let c = code.code();
         // 08: connection exception; 57P01-57P03: shutdown, crash, starting up;
-        // 53300: too many connections.
-        return c.starts_with("08") || c.starts_with("57P") || c == "53300";
+        // 53300: too many connections; 25006: read-only transaction, i.e. the
+        // server reached is a standby (an old primary, demoted by a failover).
+        return c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "25006";
     }
     // No SQLSTATE: an I/O or protocol error on the socket.
     true

@@ -116,17 +116,24 @@ impl Reserver {
     async fn decide(&self, sku: &Sku, batch: Vec<Request>, committing: oneshot::Sender<()>) {
         let started = std::time::Instant::now();
         let result = match self.pool.get().await {
-            Ok(mut client) => reserve_batch(&mut client, sku, &batch, committing)
-                .await
-                .map_err(|e| {
-                    if db::is_unavailable(&e) {
-                        tracing::warn!(error = %e, "PostgreSQL unavailable during reservation");
-                        Outcome::Unavailable
-                    } else {
-                        tracing::error!(error = %e, "reservation transaction failed");
-                        Outcome::Failed
-                    }
-                }),
+            Ok(mut client) => match reserve_batch(&mut client, sku, &batch, committing).await {
+                Ok(decided) => Ok(decided),
+                Err(e) if db::is_unavailable(&e) => {
+                    // The outcome is unknown when this happened during COMMIT:
+                    // every caller gets a 503 and retries with its key, which
+                    // replays the reservation if the commit survived. The
+                    // connection saw its server go away (or reaches one that is
+                    // no longer the primary): it leaves the pool instead of
+                    // serving the next batch.
+                    tracing::warn!(error = %e, "PostgreSQL unavailable during reservation");
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(Outcome::Unavailable)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reservation transaction failed");
+                    Err(Outcome::Failed)
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "no PostgreSQL connection for reservation");
                 Err(if db::pool_unavailable(&e) {

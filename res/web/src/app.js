@@ -24,8 +24,8 @@ const state = {
 
 // ------------------------------------------------------------------ HTTP
 
-async function api(method, path, body) {
-  const init = { method, headers: { accept: 'application/json' }, cache: 'no-store' };
+async function api(method, path, body, headers = {}) {
+  const init = { method, headers: { accept: 'application/json', ...headers }, cache: 'no-store' };
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -37,8 +37,11 @@ async function api(method, path, body) {
   } catch {
     json = null;
   }
-  return { status: res.status, body: json };
+  const retryAfter = Number.parseInt(res.headers.get('retry-after') || '', 10);
+  return { status: res.status, body: json, retryAfter: Number.isFinite(retryAfter) ? retryAfter : null };
 }
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ------------------------------------------------------------------ view
 
@@ -170,12 +173,100 @@ function forgetOrder() {
   }
 }
 
+// A reservation attempt: its Idempotency-Key, made once, and the form's
+// values, kept in localStorage until the shop has decided. A retry after a
+// network error, a 503 or a reload sends the same key, so a reservation whose
+// answer was lost comes back instead of being made twice.
+function attemptStorageKey() {
+  return `drop.attempt.${state.sku}`;
+}
+
+function newIdempotencyKey() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function storedAttempt() {
+  try {
+    const a = JSON.parse(localStorage.getItem(attemptStorageKey()));
+    const ok = a && typeof a.key === 'string' && a.values && typeof a.values === 'object';
+    return ok ? a : null;
+  } catch {
+    return null;
+  }
+}
+
+function saveAttempt(attempt) {
+  try {
+    localStorage.setItem(attemptStorageKey(), JSON.stringify(attempt));
+  } catch {
+    // Storage may be disabled: the key then lives as long as the page.
+  }
+}
+
+function clearAttempt() {
+  try {
+    localStorage.removeItem(attemptStorageKey());
+  } catch {
+    // See saveAttempt.
+  }
+}
+
+/** The stored attempt if it is for these values, else a new one. */
+function attemptFor(values) {
+  const previous = storedAttempt();
+  if (previous && Object.keys(FIELDS).every((f) => previous.values[f] === values[f])) return previous;
+  return { key: newIdempotencyKey(), values };
+}
+
+const RESERVE_RETRIES = 6;
+
+/**
+ * POST /v1/orders with the attempt's key. A network error or a 503 is sent
+ * again, after `Retry-After` seconds when the answer says, else after a
+ * doubling backoff. Returns the first other answer, or the last failure
+ * (null for a network error).
+ */
+async function reserveWithRetries(attempt) {
+  let backoff = 1000;
+  for (let tries = 0; ; tries += 1) {
+    let res;
+    try {
+      res = await api('POST', '/v1/orders', { sku: state.sku, ...attempt.values }, {
+        'Idempotency-Key': attempt.key,
+      });
+    } catch {
+      res = null;
+    }
+    if ((res !== null && res.status !== 503) || tries >= RESERVE_RETRIES) return res;
+    showMessage('The shop is busy; trying again…', 'info');
+    const wait = res !== null && res.retryAfter !== null ? res.retryAfter * 1000 : backoff;
+    await sleep(Math.min(wait, 10000));
+    backoff = Math.min(backoff * 2, 8000);
+  }
+}
+
 function storedOrder() {
   try {
     const id = sessionStorage.getItem(storageKey());
     return id && ORDER_RE.test(id) ? id : null;
   } catch {
     return null;
+  }
+}
+
+/**
+ * The push says the voucher is in the bucket. The download link goes through
+ * order-api, which records the voucher from the renderer's own report, and that
+ * report and the bucket's notification race: so the link appears once
+ * order-api agrees, asked a few times, a quarter of a second apart.
+ */
+async function confirmVoucher() {
+  for (let i = 0; i < 20 && state.orderId && !state.voucherReady; i += 1) {
+    await checkOrder();
+    if (state.voucherReady) return;
+    await sleep(250);
   }
 }
 
@@ -238,7 +329,7 @@ function watchVoucher() {
   state.voucherSub = subscribeJson(
     `voucher.${state.orderId}`,
     (body) => {
-      if (body.order_id === state.orderId && body.status === 'voucher_ready') showVoucher();
+      if (body.order_id === state.orderId && body.status === 'voucher_ready') confirmVoucher();
     },
     // Subscribed: anything published from now on reaches us. What was
     // published before (while disconnected, or before the 201 arrived) is
@@ -310,16 +401,20 @@ async function onSubmit(event) {
   button.disabled = true;
   button.textContent = 'Reserving…';
   $('app').setAttribute('aria-busy', 'true');
+  const attempt = attemptFor(values);
+  saveAttempt(attempt);
   let res;
   try {
-    res = await api('POST', '/v1/orders', { sku: state.sku, ...values });
-  } catch {
-    res = null;
+    res = await reserveWithRetries(attempt);
   } finally {
     button.disabled = false;
     button.textContent = 'Reserve';
     $('app').setAttribute('aria-busy', 'false');
   }
+  // Decided: the next attempt gets a new key. An outage keeps this one, so
+  // pressing Reserve again (or reloading) retries with the same key.
+  if (res !== null && res.status !== 503) clearAttempt();
+  clearMessage();
   handleOrderResponse(res);
 }
 
@@ -389,6 +484,15 @@ async function main() {
 
   const remembered = storedOrder();
   if (remembered) showOrder(remembered);
+  const attempt = storedAttempt();
+  if (attempt && !remembered) {
+    // An undecided attempt from before the reload: the form as it was, and
+    // Reserve sends its key again.
+    const form = $('reserve-form');
+    for (const f of Object.keys(FIELDS)) {
+      if (typeof attempt.values[f] === 'string') form.elements[f].value = attempt.values[f];
+    }
+  }
   const found = await loadProduct();
   $('app').setAttribute('aria-busy', 'false');
   if (!found && !remembered) return;
