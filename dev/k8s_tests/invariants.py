@@ -348,3 +348,55 @@ def check_dragonfly(objs) -> list[str]:
         if not (ref.get("name") and ref.get("key")):
             out.append(f"{name(d)}: password not from a Secret")
     return out
+
+
+def _service_port(svc, port_ref):
+    """The Service port an Ingress backend or ServiceMonitor endpoint names."""
+    for p in (svc.get("spec") or {}).get("ports") or []:
+        if port_ref in (p.get("name"), p.get("port")):
+            return p
+    return None
+
+
+def check_metrics_not_public(objs) -> list[str]:
+    """order-api's /metrics lists every SKU with its exact stock, so it is
+    served on its own port (METRICS_ADDR): no Ingress path may reach that
+    port, the ServiceMonitor must scrape it, and the listener must not be the
+    public one."""
+    errors = []
+    services = {o["metadata"]["name"]: o for o in of_kind(objs, "Service")}
+    api = [n for n in services if n == "order-api" or n.endswith("-order-api")]
+    if not api:
+        return ["no order-api Service rendered"]
+    svc = services[api[0]]
+    metrics = _service_port(svc, "metrics")
+    if metrics is None:
+        errors.append(f"{name(svc)} has no `metrics` port")
+    for ing in of_kind(objs, "Ingress"):
+        for rule in (ing.get("spec") or {}).get("rules") or []:
+            for path in ((rule.get("http") or {}).get("paths")) or []:
+                backend = (path.get("backend") or {}).get("service") or {}
+                if backend.get("name") != svc["metadata"]["name"]:
+                    continue
+                ref = (backend.get("port") or {}).get("name") or (backend.get("port") or {}).get("number")
+                port = _service_port(svc, ref)
+                if port is None or port is metrics or port.get("targetPort") == "metrics":
+                    errors.append(f"{name(ing)} routes {path.get('path')} to {ref}, the metrics port")
+    monitors = [m for m in of_kind(objs, "ServiceMonitor") if m["metadata"]["name"].endswith("order-api")]
+    for mon in monitors:
+        for ep in (mon.get("spec") or {}).get("endpoints") or []:
+            if metrics is None or _service_port(svc, ep.get("port")) is not metrics:
+                errors.append(f"{name(mon)} scrapes port {ep.get('port')}, not the metrics port")
+    for dep in of_kind(objs, "Deployment"):
+        if not dep["metadata"]["name"].endswith("order-api"):
+            continue
+        spec = dep["spec"]["template"]["spec"]
+        for c in spec.get("containers") or []:
+            ns = dep["metadata"].get("namespace")
+            listen = _config_value(objs, ns, spec, c, "LISTEN_ADDR", "127.0.0.1:8080")
+            metrics_addr = _config_value(objs, ns, spec, c, "METRICS_ADDR", "127.0.0.1:9091")
+            if metrics_addr.split(":")[0] in ("127.0.0.1", "localhost"):
+                errors.append(f"{name(dep)}: METRICS_ADDR={metrics_addr} cannot be scraped")
+            if metrics_addr.rsplit(":", 1)[-1] == listen.rsplit(":", 1)[-1]:
+                errors.append(f"{name(dep)}: METRICS_ADDR shares the public port")
+    return errors

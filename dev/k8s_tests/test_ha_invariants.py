@@ -196,3 +196,49 @@ def test_dragonfly_check_fails_on_counter_example(load, mutation):
     else:
         spec.pop("authentication")
     assert inv.check_dragonfly(objs)
+
+
+# --- /metrics stays off the public port (issue: the Ingress routed `/`) -----
+@pytest.mark.parametrize("variant", ALL)
+def test_metrics_are_not_public(load, variant):
+    assert inv.check_metrics_not_public(load(variant)) == []
+
+
+def _ingress_to_metrics(objs):
+    for o in objs:
+        if o["kind"] == "Ingress":
+            for rule in o["spec"]["rules"]:
+                for path in rule["http"]["paths"]:
+                    path["backend"]["service"]["port"] = {"name": "metrics"}
+
+
+def _monitor_on_http(objs):
+    find(objs, "ServiceMonitor", "order-api")["spec"]["endpoints"][0]["port"] = "http"
+
+
+def _metrics_on_loopback(objs):
+    for o in objs:
+        if o["kind"] == "ConfigMap" and "METRICS_ADDR" in (o.get("data") or {}) and "LISTEN_ADDR" in o["data"]:
+            o["data"]["METRICS_ADDR"] = "127.0.0.1:9091"
+
+
+def _metrics_on_public_port(objs):
+    for o in objs:
+        if o["kind"] == "ConfigMap" and "METRICS_ADDR" in (o.get("data") or {}) and "LISTEN_ADDR" in o["data"]:
+            o["data"]["METRICS_ADDR"] = "0.0.0.0:8080"
+
+
+def _no_metrics_port(objs):
+    svc = find(objs, "Service", "order-api")
+    svc["spec"]["ports"] = [p for p in svc["spec"]["ports"] if p["name"] != "metrics"]
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [_ingress_to_metrics, _monitor_on_http, _metrics_on_loopback, _metrics_on_public_port, _no_metrics_port],
+)
+@pytest.mark.parametrize("variant", ["kustomize-prod", "helm-prod"])
+def test_metrics_check_fails_on_counter_example(load, variant, mutation):
+    objs = load(variant)
+    mutation(objs)
+    assert inv.check_metrics_not_public(objs) != []
