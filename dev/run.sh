@@ -6,8 +6,8 @@
 # until Ctrl-C; `background` leaves them running (logs and pids under
 # .stack/app/) until `stop`. `ha-background` runs two replicas of each on the
 # replicated topology (`make up-ha`): order-api-1 and -2 on 127.0.0.1:8081 and
-# 8082 behind HAProxy's 8080, pdf-generator-1 and -2 with metrics on 9091 and
-# 9092. ADMIN_TOKEN comes from the environment, or a dev
+# 8082 behind HAProxy's 8080 (metrics on 9094 and 9095), pdf-generator-1 and -2
+# with metrics on 9092 and 9093. ADMIN_TOKEN comes from the environment, or a dev
 # token is generated, kept in .stack/app/admin-token and printed.
 set -euo pipefail
 
@@ -127,8 +127,9 @@ background)
 ha-background)
     stop_all
     for i in 1 2; do
-        start_one "pdf-generator-$i" pdf-generator "METRICS_ADDR=127.0.0.1:$((9090 + i))"
-        start_one "order-api-$i" order-api "LISTEN_ADDR=127.0.0.1:$((8080 + i))"
+        start_one "pdf-generator-$i" pdf-generator "METRICS_ADDR=127.0.0.1:$((9091 + i))"
+        start_one "order-api-$i" order-api "LISTEN_ADDR=127.0.0.1:$((8080 + i))" \
+            "METRICS_ADDR=127.0.0.1:$((9093 + i))"
     done
     for i in 1 2; do wait_ready "order-api-$i" "127.0.0.1:$((8080 + i))"; done
     # Through HAProxy, once its health check has seen a replica ready.
