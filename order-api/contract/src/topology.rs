@@ -138,7 +138,8 @@ async fn durable_queue(ch: &Channel, name: &str, args: FieldTable) -> lapin::Res
         .map(|_| ())
 }
 
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+/// Binds `queue` to `exchange` with `key`, without arguments.
+pub async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
     ch.queue_bind(
         queue.into(),
         exchange.into(),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    ExchangeDeclareOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -233,22 +233,19 @@ impl Harness {
     }
 
     pub async fn bind(&self, queue: &str, exchange: &str, key: &str) {
-        self.admin()
-            .await
-            .queue_bind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
+        drop_contract::topology::bind(&self.admin().await, queue, exchange, key)
             .await
             .unwrap_or_else(|e| panic!("binding {queue} to {exchange} ({key}): {e}"));
     }
 
     /// Binds our voucher queue to `voucher.<order_id>` (or a pattern).
     pub async fn subscribe_voucher(&self, key: &str) {
-        self.bind(&self.voucher_queue, "amq.topic", key).await;
+        self.bind(
+            &self.voucher_queue,
+            drop_contract::topology::TOPIC_EXCHANGE,
+            key,
+        )
+        .await;
     }
 
     /// Publishes with a broker confirm.
