@@ -2,6 +2,7 @@
 //! real PostgreSQL, Redis, RabbitMQ, and real `order-api` processes over HTTP.
 //! One test binary, so the helpers compile once.
 
+mod cancel;
 mod chaos;
 mod drop;
 mod edge;
@@ -12,4 +13,5 @@ mod orders;
 mod outbox;
 mod private;
 mod products;
+mod redemption;
 mod validation;
