@@ -6,6 +6,7 @@ mod cancel;
 mod chaos;
 mod drop;
 mod edge;
+mod export;
 mod helpers;
 mod idempotency;
 mod ops;
