@@ -518,3 +518,71 @@ async fn the_revocations_feed_names_cancelled_orders_by_hash() {
         .expect("GET");
     assert_eq!(r.status(), 401);
 }
+
+/// The window reaches the renderer in the orders message, which the
+/// reservation statement builds in SQL: parsed here with the contract's type.
+#[tokio::test]
+async fn the_orders_message_carries_the_pickup_window() {
+    let db = TestDb::create().await;
+    let mut opts = AppOptions::new(&db.url);
+    // RabbitMQ unreachable, so the outbox rows stay for inspection.
+    opts.amqp_url = unreachable_amqp_url();
+    let app = App::spawn(&opts).await;
+    let sku = unique_sku("window");
+    let r = app
+        .http
+        .put(app.url(&format!("/v1/products/{sku}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "Coat", "stock": 5,
+                      "redeem_from": "2026-12-01T10:00:00.750+02:00",
+                      "redeem_until": "2026-12-24T18:00:00Z"}))
+        .send()
+        .await
+        .expect("PUT");
+    let (status, product) = split(r).await;
+    assert_eq!(status, 201, "{product}");
+    // Whole seconds, in UTC: what a code's nbf will say.
+    assert_eq!(product["redeem_from"], "2026-12-01T08:00:00Z");
+    let order_id = app.reserve_one(&sku, 76_000, 1).await;
+    let payload: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT payload::text FROM outbox WHERE order_id = $1",
+            &[&order_id],
+        )
+        .await
+        .expect("outbox row")
+        .get(0);
+    let orders = drop_contract::messages::OrdersMessage::from_slice(payload.as_bytes())
+        .expect("an OrdersMessage")
+        .into_orders();
+    assert_eq!(
+        orders[0].redeem_from,
+        Some("2026-12-01T08:00:00Z".parse().expect("time"))
+    );
+    assert_eq!(
+        orders[0].redeem_until,
+        Some("2026-12-24T18:00:00Z".parse().expect("time"))
+    );
+    let (_, view) = app.get_order(&order_id).await;
+    assert_eq!(view["redeem_from"], "2026-12-01T08:00:00Z");
+
+    // until must follow from.
+    let r = app
+        .http
+        .put(app.url(&format!("/v1/products/{sku}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "Coat", "stock": 5,
+                      "redeem_from": "2026-12-24T18:00:00Z", "redeem_until": "2026-12-01T10:00:00Z"}))
+        .send()
+        .await
+        .expect("PUT");
+    let (status, body) = split(r).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "invalid_field"),
+        "{body}"
+    );
+    assert_eq!(body["field"], "redeem_until");
+}
