@@ -261,3 +261,85 @@ async fn a_cancel_during_a_drop_hands_its_unit_to_a_later_customer() {
     assert_eq!(stats["cancelled"], 3);
     assert_eq!(stats["redeemed"], 0);
 }
+
+/// A voucher the renderer stores after its order was cancelled (the orders
+/// message was already queued) is deleted when its `vouchers_stored.v1`
+/// arrives; an order still held turns `voucher_ready` from the same message.
+#[tokio::test]
+async fn a_voucher_stored_after_the_cancel_is_deleted_too() {
+    let db = TestDb::create().await;
+    let opts = AppOptions::new(&db.url);
+    let app = App::spawn(&opts).await;
+    let sku = unique_sku("late-voucher");
+    app.put_product(&sku, "Late", 5).await;
+    let gone = app.reserve_one(&sku, 83_000, 1).await;
+    let kept = app.reserve_one(&sku, 83_000, 2).await;
+    assert_eq!(app.cancel(&gone).await.0, 200);
+    wait_until(
+        "the first deletion done",
+        Duration::from_secs(10),
+        || async {
+            db.count(
+                "SELECT count(*) FROM voucher_deletions WHERE order_id <> $1",
+                &sku,
+            )
+            .await
+                == 0
+        },
+    )
+    .await;
+
+    // Now the renderer stores the voucher, and says so.
+    let settings = S3Settings::from_env(&Env::process()).expect("S3 settings");
+    let limits = Limits {
+        connect_timeout: Duration::from_secs(2),
+        attempt_timeout: Duration::from_secs(5),
+        sdk_retries: true,
+    };
+    let s3 = s3::client(&settings, Endpoint::Internal, limits, "late-voucher-test");
+    let key = format!("{gone}.pdf");
+    s3.put_object()
+        .bucket(&settings.bucket)
+        .key(&key)
+        .body(b"%PDF-1.7 late".to_vec().into())
+        .send()
+        .await
+        .expect("put voucher");
+    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("AMQP");
+    let ch = conn.create_channel().await.expect("channel");
+    let body = serde_json::json!({"type": "vouchers_stored.v1", "order_ids": [gone, kept]});
+    ch.basic_publish(
+        opts.orders_exchange.as_str().into(),
+        topology::VOUCHER_STORED_KEY.into(),
+        lapin::options::BasicPublishOptions::default(),
+        body.to_string().as_bytes(),
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm");
+
+    wait_until("the late voucher deleted", Duration::from_secs(15), || {
+        let s3 = s3.clone();
+        let (bucket, key) = (settings.bucket.clone(), key.clone());
+        async move {
+            s3.head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .is_err()
+        }
+    })
+    .await;
+    wait_until(
+        "the held order voucher_ready",
+        Duration::from_secs(10),
+        || async { app.get_order(&kept).await.1["status"] == "voucher_ready" },
+    )
+    .await;
+    assert_eq!(app.get_order(&gone).await.1["status"], "cancelled");
+}
