@@ -4,6 +4,7 @@
 // cancelled with the "cancel my reservation" button). Bundled with
 // @stomp/stompjs by esbuild (build.mjs).
 import { Client } from '@stomp/stompjs';
+import { jsonBody } from './http.js';
 
 /** The product shown when the URL has no `?sku=`. */
 export const DEFAULT_SKU = 'SNEAKER-42';
@@ -35,12 +36,7 @@ async function api(method, path, body, headers = {}) {
     init.body = JSON.stringify(body);
   }
   const res = await fetch(path, init);
-  let json = null;
-  try {
-    json = await res.json();
-  } catch {
-    json = null;
-  }
+  const json = await jsonBody(res);
   const retryAfter = Number.parseInt(res.headers.get('retry-after') || '', 10);
   return { status: res.status, body: json, retryAfter: Number.isFinite(retryAfter) ? retryAfter : null };
 }

@@ -30,8 +30,9 @@ export function decodeRgba({ data, width, height }) {
 
 /**
  * Starts the rear camera into `video` and calls `onCode(text)` for each QR
- * read while `isPaused()` is false. Resolves once the camera runs; rejects
- * when there is none or access is refused (the typed-in field still works).
+ * read while `isPaused()` is false. Resolves to a function that stops it,
+ * once the camera runs; rejects when there is none or access is refused (the
+ * typed-in field still works).
  */
 export async function startCamera(video, { onCode, isPaused }) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -47,6 +48,7 @@ export async function startCamera(video, { onCode, isPaused }) {
   await video.play();
   const canvas = document.createElement('canvas');
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  let timer = null;
   const tick = () => {
     if (!isPaused() && video.readyState >= 2 && video.videoWidth > 0) {
       const scale = Math.min(1, MAX_WIDTH / video.videoWidth);
@@ -56,8 +58,12 @@ export async function startCamera(video, { onCode, isPaused }) {
       const text = decodeRgba(ctx.getImageData(0, 0, canvas.width, canvas.height));
       if (text) onCode(text);
     }
-    setTimeout(tick, FRAME_INTERVAL_MS);
+    timer = setTimeout(tick, FRAME_INTERVAL_MS);
   };
   tick();
-  return stream;
+  return () => {
+    clearTimeout(timer);
+    for (const track of stream.getTracks()) track.stop();
+    video.srcObject = null;
+  };
 }

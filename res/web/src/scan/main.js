@@ -8,6 +8,7 @@ import { judgeOffline } from './verify.js';
 import { enqueue, flush } from './queue.js';
 import { fromServer, fromOffline } from './answer.js';
 import { startCamera } from './camera.js';
+import { jsonBody } from '../http.js';
 
 /** An online answer slower than this is given up for the offline judgement. */
 const ONLINE_TIMEOUT_MS = 3000;
@@ -57,13 +58,7 @@ async function api(method, path, { body, token, timeoutMs } = {}) {
   }
   try {
     const res = await fetch(path, init);
-    let json = null;
-    try {
-      json = await res.json();
-    } catch {
-      json = null;
-    }
-    return { status: res.status, body: json };
+    return { status: res.status, body: await jsonBody(res) };
   } finally {
     if (timer) clearTimeout(timer);
   }
@@ -225,9 +220,11 @@ function tokenRefused() {
   showSetup('This scanner token is not valid or was revoked. Ask the operator for a new one.');
 }
 
+/** Stops what runs for a token: the refresh and upload timers, and the camera. */
 function stopTimers() {
   for (const t of state.timers) clearInterval(t);
   state.timers = [];
+  if (state.camera) toggleCamera();
 }
 
 async function startScanning() {
@@ -239,18 +236,41 @@ async function startScanning() {
   state.timers.push(setInterval(refreshCaches, REFRESH_MS), setInterval(uploadQueue, UPLOAD_MS));
   await refreshCaches();
   uploadQueue();
-  if (!state.camera) {
-    try {
-      state.camera = await startCamera($('camera'), {
-        onCode: (text) => handleCode(text, true),
-        isPaused: () => state.busy || state.showing || $('scan-view').hidden,
-      });
-      $('camera-status').textContent = 'Hold the voucher\u2019s QR code in front of the camera.';
-      $('camera-status').dataset.state = 'running';
-    } catch (e) {
-      $('camera-status').textContent = `No camera (${e && e.name ? e.name : 'unavailable'}): type or paste the code below.`;
-      $('camera-status').dataset.state = 'unavailable';
-    }
+}
+
+/**
+ * The camera runs from the clerk's tap until the next one: browsers grant
+ * camera access more readily to a gesture, and a counter between customers
+ * need not keep reading whatever is in front of it.
+ */
+async function toggleCamera() {
+  const button = $('camera-toggle');
+  const status = $('camera-status');
+  if (state.camera) {
+    state.camera();
+    state.camera = null;
+    $('camera').hidden = true;
+    button.textContent = 'Start camera';
+    status.textContent = 'The camera is off.';
+    status.dataset.state = 'off';
+    return;
+  }
+  button.disabled = true;
+  try {
+    $('camera').hidden = false;
+    state.camera = await startCamera($('camera'), {
+      onCode: (text) => handleCode(text, true),
+      isPaused: () => state.busy || state.showing || $('scan-view').hidden,
+    });
+    button.textContent = 'Stop camera';
+    status.textContent = 'Hold the voucher\u2019s QR code in front of the camera.';
+    status.dataset.state = 'running';
+  } catch (e) {
+    $('camera').hidden = true;
+    status.textContent = `No camera (${e && e.name ? e.name : 'unavailable'}): type or paste the code below.`;
+    status.dataset.state = 'unavailable';
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -273,6 +293,7 @@ function main() {
     handleCode($('manual-code').value, false);
   });
   $('next').addEventListener('click', dismissAnswer);
+  $('camera-toggle').addEventListener('click', toggleCamera);
   $('flagged-clear').addEventListener('click', () => {
     store.flagged = [];
     renderQueue();
