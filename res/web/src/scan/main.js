@@ -38,6 +38,12 @@ const state = {
   timers: [],
   camera: null,
   uploading: false,
+  /**
+   * `online` once a request got an HTTP answer, `offline` once one failed to
+   * get any. Not navigator.onLine: a device on a Wi-Fi whose uplink is down
+   * says it is online, and one with only a loopback says it is not.
+   */
+  net: 'unknown',
 };
 
 // ------------------------------------------------------------------ HTTP
@@ -57,7 +63,14 @@ async function api(method, path, { body, token, timeoutMs } = {}) {
     timer = setTimeout(() => ctrl.abort(), timeoutMs);
   }
   try {
-    const res = await fetch(path, init);
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch (e) {
+      state.net = 'offline';
+      throw e;
+    }
+    state.net = 'online';
     return { status: res.status, body: await jsonBody(res) };
   } finally {
     if (timer) clearTimeout(timer);
@@ -71,14 +84,17 @@ const redeem = (item, timeoutMs) =>
 
 function setNet() {
   const el = $('net');
-  const online = navigator.onLine;
-  el.dataset.state = online ? 'online' : 'offline';
+  el.dataset.state = state.net;
   const rev = store.revocations;
   const keys = store.jwks ? store.jwks.keys.length : 0;
   const updated = rev.at ? new Date(rev.at).toLocaleTimeString('en-GB') : 'never';
-  el.textContent = online
-    ? `Online · ${keys} signing key(s) cached · cancellations updated ${updated}`
-    : `Offline: codes are checked by their signature and uploaded later · cancellations from ${updated}`;
+  if (state.net === 'offline') {
+    el.textContent = `Offline: codes are checked by their signature and uploaded later · cancellations from ${updated}`;
+  } else if (state.net === 'online') {
+    el.textContent = `Online · ${keys} signing key(s) cached · cancellations updated ${updated}`;
+  } else {
+    el.textContent = 'Connecting…';
+  }
 }
 
 function renderQueue() {
@@ -181,7 +197,12 @@ async function handleCode(raw, fromCamera) {
   }
 }
 
+/** The queue's upload; with nothing queued but no network, a cheap look for its return. */
 async function uploadQueue() {
+  if (state.net === 'offline' && store.queue.length === 0) {
+    refreshCaches();
+    return;
+  }
   if (state.uploading || store.queue.length === 0 || !store.token) return;
   state.uploading = true;
   try {
@@ -190,6 +211,7 @@ async function uploadQueue() {
   } finally {
     state.uploading = false;
     renderQueue();
+    setNet();
   }
 }
 
@@ -303,11 +325,8 @@ function main() {
     store.token = null;
     showSetup('');
   });
-  window.addEventListener('online', () => {
-    setNet();
-    refreshCaches().then(uploadQueue);
-  });
-  window.addEventListener('offline', setNet);
+  // A hint only (see state.net): the next request tells.
+  window.addEventListener('online', () => refreshCaches().then(uploadQueue));
   $('scanner').setAttribute('aria-busy', 'false');
   if (store.token) startScanning();
   else showSetup('');
