@@ -19,7 +19,7 @@ WITH new_orders AS (
     FROM (SELECT md5(:sku || '-' || :client_id || '-' || (:base::bigint + g)) AS id, 'Bench' AS first, 'Mark' AS last,
                  '+1' || (:base::bigint + g) AS phone
           FROM generate_series(1, :batch) g) AS o
-    ON CONFLICT (sku, phone) DO NOTHING
+    ON CONFLICT (sku, phone) WHERE status <> 'cancelled' DO NOTHING
     RETURNING order_id, first_name, last_name
 ), new_outbox AS (
     INSERT INTO outbox (order_id, payload)

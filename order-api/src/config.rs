@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::bail;
-use drop_contract::{env::Env, s3::S3Settings, topology};
+use drop_contract::{env::Env, s3::S3Settings, topology, voucher_code::VerifyingKeys};
 use secrecy::SecretString;
 
 use crate::http::serve::Timeouts;
@@ -52,6 +52,9 @@ pub struct Config {
     pub max_batch: usize,
     /// How long the outbox relay waits after a partial pass before the next.
     pub outbox_linger: Duration,
+    /// The public keys that verify voucher codes (`VOUCHER_PUBLIC_KEYS`):
+    /// the current signing key's and the retired ones still out.
+    pub voucher_keys: VerifyingKeys,
 }
 
 /// What the browser page needs to reach Web-STOMP as the least-privilege user.
@@ -125,6 +128,11 @@ impl Config {
             outbox_linger: Duration::from_millis(
                 env.parsed::<u64>("OUTBOX_LINGER_MS", 50)?.min(1000),
             ),
+            voucher_keys: match env.optional("VOUCHER_PUBLIC_KEYS")? {
+                None => VerifyingKeys::default(),
+                Some(raw) => VerifyingKeys::parse(&raw)
+                    .map_err(|e| anyhow::anyhow!("VOUCHER_PUBLIC_KEYS is not valid: {e}"))?,
+            },
         };
         Ok(config)
     }
@@ -212,6 +220,22 @@ mod tests {
         assert!(format!("{err:#}").contains("DATABASE_URL"), "{err:#}");
         let env = Env::from_pairs(&[("APP_PROFILE", "dev"), ("ADMIN_TOKEN", " ")]);
         assert!(format!("{:#}", Config::from_env(&env).unwrap_err()).contains("ADMIN_TOKEN"));
+    }
+
+    #[test]
+    fn voucher_keys_are_optional_and_checked() {
+        let cfg = Config::from_env(&Env::from_pairs(&[("APP_PROFILE", "dev")])).unwrap();
+        assert!(cfg.voucher_keys.is_empty());
+        let key = drop_contract::voucher_code::SigningKey::generate("k1").unwrap();
+        let public = key.public_config();
+        let env = Env::from_pairs(&[("APP_PROFILE", "dev"), ("VOUCHER_PUBLIC_KEYS", &public)]);
+        assert_eq!(Config::from_env(&env).unwrap().voucher_keys.len(), 1);
+        let env = Env::from_pairs(&[("APP_PROFILE", "dev"), ("VOUCHER_PUBLIC_KEYS", "k1:nope")]);
+        let err = Config::from_env(&env).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("VOUCHER_PUBLIC_KEYS"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`outbox`]: relays committed orders to RabbitMQ with publisher confirms.
 //! - [`voucher_status`]: records that a voucher is stored, from the renderer's word.
 //! - [`vouchers`]: presigned links to voucher PDFs.
+//! - [`voucher_deletions`]: deletes cancelled orders' vouchers from the bucket.
+//! - [`lifecycle`]: after the drop: redemption at the counter, cancellation.
 //! - [`db`]: the pool, migrations, and one adapter per table.
 //! - [`broker`]: the RabbitMQ publishing channel.
 //! - [`health`]: the readiness probe, on a connection of its own.
@@ -26,10 +28,12 @@ pub mod domain;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod outbox;
 pub mod reserve;
 pub mod startup;
 pub mod stock;
 pub mod telemetry;
+pub mod voucher_deletions;
 pub mod voucher_status;
 pub mod vouchers;

@@ -26,6 +26,7 @@ use crate::{
     reserve::Reserver,
     stock::{self, Announcer, Stock, StockFlag},
     telemetry,
+    voucher_deletions::VoucherDeletions,
     voucher_status::VoucherStatusConsumer,
     vouchers::Vouchers,
 };
@@ -89,6 +90,16 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         }
         .run(background.clone()),
     );
+    if config.voucher_keys.is_empty() {
+        tracing::warn!(
+            "VOUCHER_PUBLIC_KEYS is not set: no signed voucher code verifies; bare order-id codes still redeem"
+        );
+    }
+    let deletions_wakeup = Arc::new(Notify::new());
+    tokio::spawn(
+        VoucherDeletions::new(pool.clone(), &config.s3, Arc::clone(&deletions_wakeup))
+            .run(background.clone()),
+    );
     let db_health = DbHealth::spawn(db::pg_config(&config)?, background.clone());
     let reserver = Reserver::new(pool.clone(), Arc::clone(&stock), wakeup, config.max_batch);
 
@@ -101,6 +112,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         stomp: config.stomp.clone(),
         metrics,
         admin_token_digest: Sha256::digest(config.admin_token.expose_secret().as_bytes()).into(),
+        voucher_keys: config.voucher_keys.clone(),
+        deletions_wakeup: Arc::clone(&deletions_wakeup),
         accepting: AtomicBool::new(true),
     });
 

@@ -72,6 +72,8 @@ fn state() -> AppState {
         stomp: config.stomp.clone(),
         metrics: telemetry::init_metrics().expect("metrics"),
         admin_token_digest: Sha256::digest(config.admin_token.expose_secret().as_bytes()).into(),
+        voucher_keys: config.voucher_keys.clone(),
+        deletions_wakeup: Arc::new(tokio::sync::Notify::new()),
         accepting: AtomicBool::new(true),
     })
 }

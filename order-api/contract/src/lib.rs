@@ -13,11 +13,14 @@
 //!   the declarations both services run on every connect.
 //! - [`s3`]: the one S3 client builder, and the settings both services read.
 //! - [`env`]: the one rule for reading environment variables.
+//! - [`voucher_code`]: the signed code in a voucher's QR (JWS, Ed25519),
+//!   signed by pdf-generator and verified by order-api.
 
 pub mod env;
 pub mod messages;
 mod order_id;
 pub mod s3;
 pub mod topology;
+pub mod voucher_code;
 
 pub use order_id::{InvalidOrderId, OrderId};

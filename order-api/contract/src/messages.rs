@@ -38,6 +38,13 @@ pub struct OrderBatch {
     pub product_name: String,
     /// The batch's commit-time stamp.
     pub created_at: DateTime<Utc>,
+    /// The product's pickup window when the batch was accepted: the `nbf`
+    /// and `exp` of the vouchers' codes. Absent (or null) without a window,
+    /// and in messages written before windows existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeem_from: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeem_until: Option<DateTime<Utc>>,
     pub orders: Vec<BatchOrder>,
 }
 
@@ -58,6 +65,11 @@ pub struct Order {
     pub first_name: String,
     pub last_name: String,
     pub created_at: DateTime<Utc>,
+    /// As [`OrderBatch::redeem_from`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeem_from: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeem_until: Option<DateTime<Utc>>,
 }
 
 impl Order {
@@ -100,6 +112,8 @@ impl OrdersMessage {
                     sku: order.sku,
                     product_name: order.product_name,
                     created_at: order.created_at,
+                    redeem_from: order.redeem_from,
+                    redeem_until: order.redeem_until,
                     orders: vec![BatchOrder {
                         order_id: order.order_id,
                         first_name: order.first_name,
@@ -128,6 +142,8 @@ impl OrdersMessage {
                 first_name: o.first_name,
                 last_name: o.last_name,
                 created_at: batch.created_at,
+                redeem_from: batch.redeem_from,
+                redeem_until: batch.redeem_until,
             })
             .collect()
     }
@@ -180,6 +196,8 @@ mod tests {
             sku: "sneaker-42".into(),
             product_name: "Sneaker".into(),
             created_at: "2026-11-24T12:00:00.123456Z".parse().unwrap(),
+            redeem_from: None,
+            redeem_until: None,
             orders: vec![
                 BatchOrder {
                     order_id: id(ID),
@@ -227,6 +245,39 @@ mod tests {
         assert_eq!(orders.len(), 1);
         assert_eq!(orders[0].order_id, id(ID));
         assert_eq!(orders[0].full_name(), "a b");
+    }
+
+    #[test]
+    fn the_pickup_window_is_optional_and_null_means_none() {
+        let entry = json!({"order_id": ID, "first_name": "a", "last_name": "b"});
+        let t = "2026-11-24T12:00:00Z";
+        let with = json!({"type": "order_batch.v1", "sku": "s", "product_name": "p", "created_at": t,
+            "redeem_from": "2026-12-01T10:00:00Z", "redeem_until": "2026-12-24T18:00:00Z",
+            "orders": [entry]});
+        let orders = OrdersMessage::from_slice(with.to_string().as_bytes())
+            .unwrap()
+            .into_orders();
+        assert_eq!(
+            orders[0].redeem_from,
+            Some("2026-12-01T10:00:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            orders[0].redeem_until,
+            Some("2026-12-24T18:00:00Z".parse().unwrap())
+        );
+        // What the reservation statement writes for a product without one.
+        let nulls = json!({"type": "order_batch.v1", "sku": "s", "product_name": "p", "created_at": t,
+            "redeem_from": null, "redeem_until": null, "orders": [entry]});
+        let orders = OrdersMessage::from_slice(nulls.to_string().as_bytes())
+            .unwrap()
+            .into_orders();
+        assert_eq!(
+            (orders[0].redeem_from, orders[0].redeem_until),
+            (None, None)
+        );
+        // And it is not written when absent.
+        let value = serde_json::to_value(batch()).unwrap();
+        assert!(value.get("redeem_from").is_none(), "{value}");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! The `idempotency_keys` table belongs to [`crate::idempotency`], which owns
 //! the whole Idempotency-Key rule.
 
+pub mod audit;
 pub mod orders;
 pub mod outbox;
 pub mod products;
+pub mod scanners;
 
 use std::time::Duration;
 

@@ -14,15 +14,26 @@ pub struct OrderRow {
     pub sku: String,
     pub first_name: String,
     pub last_name: String,
-    /// `reserved`, then `voucher_ready` once the voucher is stored.
+    /// `reserved`, then `voucher_ready` once the voucher is stored; then
+    /// `redeemed` or `cancelled`.
     pub status: String,
     pub created_at: DateTime<Utc>,
+    pub redeemed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// The product's pickup window.
+    pub redeem_from: Option<DateTime<Utc>>,
+    pub redeem_until: Option<DateTime<Utc>>,
 }
 
 pub async fn get(client: &Client, order_id: &OrderId) -> Result<Option<OrderRow>, Error> {
     let row = client
         .query_opt(
-            "SELECT sku, first_name, last_name, status, created_at FROM orders WHERE order_id = $1",
+            "SELECT o.sku, o.first_name, o.last_name, o.status, o.created_at,
+                    r.redeemed_at, o.cancelled_at, p.redeem_from, p.redeem_until
+             FROM orders o
+             JOIN products p ON p.sku = o.sku
+             LEFT JOIN redemptions r ON r.order_id = o.order_id
+             WHERE o.order_id = $1",
             &[&order_id.as_str()],
         )
         .await?;
@@ -32,6 +43,10 @@ pub async fn get(client: &Client, order_id: &OrderId) -> Result<Option<OrderRow>
         last_name: row.get(2),
         status: row.get(3),
         created_at: row.get(4),
+        redeemed_at: row.get(5),
+        cancelled_at: row.get(6),
+        redeem_from: row.get(7),
+        redeem_until: row.get(8),
     }))
 }
 
@@ -44,6 +59,16 @@ pub async fn mark_voucher_ready(pool: &Pool, order_ids: &[OrderId]) -> anyhow::R
         .execute(
             "UPDATE orders SET status = 'voucher_ready'
              WHERE order_id = ANY($1) AND status = 'reserved'",
+            &[&ids],
+        )
+        .await?;
+    // A voucher stored after its order was cancelled (the orders message was
+    // already queued) is deleted too: queue it again.
+    client
+        .execute(
+            "INSERT INTO voucher_deletions (order_id)
+             SELECT order_id FROM orders WHERE order_id = ANY($1) AND status = 'cancelled'
+             ON CONFLICT (order_id) DO UPDATE SET next_attempt_at = now()",
             &[&ids],
         )
         .await?;

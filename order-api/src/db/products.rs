@@ -8,6 +8,7 @@
 //! the rest of the reservation transaction (`reserve::tx`), because it writes
 //! three tables in one round trip.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::Error;
 
@@ -67,12 +68,27 @@ pub async fn lock_reserved(tx: &Transaction<'_>, sku: &str) -> Result<Option<i32
     Ok(row.map(|row| row.get(0)))
 }
 
-/// Creates the product, or sets its name and total stock.
-pub async fn upsert(tx: &Transaction<'_>, sku: &str, name: &str, stock: i32) -> Result<(), Error> {
+/// A product's pickup window; either bound may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Creates the product, or sets its name, total stock and pickup window.
+pub async fn upsert(
+    tx: &Transaction<'_>,
+    sku: &str,
+    name: &str,
+    stock: i32,
+    window: &Window,
+) -> Result<(), Error> {
     tx.execute(
-        "INSERT INTO products (sku, name, stock) VALUES ($1, $2, $3)
-         ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, stock = EXCLUDED.stock, updated_at = now()",
-        &[&sku, &name, &stock],
+        "INSERT INTO products (sku, name, stock, redeem_from, redeem_until) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, stock = EXCLUDED.stock,
+             redeem_from = EXCLUDED.redeem_from, redeem_until = EXCLUDED.redeem_until,
+             updated_at = now()",
+        &[&sku, &name, &stock, &window.from, &window.until],
     )
     .await
     .map(|_| ())

@@ -27,6 +27,16 @@ pub enum ApiError {
     RequestTimeout,
     #[error("a valid admin bearer token is required")]
     Unauthorized,
+    #[error("a valid scanner bearer token is required")]
+    ScannerUnauthorized,
+    #[error("not a valid voucher code")]
+    InvalidCode,
+    #[error("this nonce was already used by this scanner with another code")]
+    NonceReused,
+    #[error("no scanner has this id")]
+    ScannerNotFound,
+    #[error("this order was already redeemed and cannot be cancelled")]
+    AlreadyRedeemed,
     #[error("no product has this SKU")]
     UnknownSku,
     #[error("no order has this id")]
@@ -68,20 +78,23 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidField(_) | ApiError::IdempotencyMismatch => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::InvalidField(_)
+            | ApiError::IdempotencyMismatch
+            | ApiError::InvalidCode
+            | ApiError::NonceReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::ScannerUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::UnknownSku
+            | ApiError::ScannerNotFound
             | ApiError::OrderNotFound
             | ApiError::VoucherNotReady
             | ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::SoldOut | ApiError::AlreadyReserved | ApiError::StockBelowReserved { .. } => {
-                StatusCode::CONFLICT
-            }
+            ApiError::SoldOut
+            | ApiError::AlreadyReserved
+            | ApiError::AlreadyRedeemed
+            | ApiError::StockBelowReserved { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,7 +108,11 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RequestTimeout => "request_timeout",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::ScannerUnauthorized => "unauthorized",
+            ApiError::InvalidCode => "invalid_code",
+            ApiError::NonceReused => "nonce_reused",
+            ApiError::ScannerNotFound => "scanner_not_found",
+            ApiError::AlreadyRedeemed => "already_redeemed",
             ApiError::UnknownSku => "unknown_sku",
             ApiError::OrderNotFound => "order_not_found",
             ApiError::VoucherNotReady => "voucher_not_ready",
@@ -129,7 +146,7 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::ScannerUnauthorized => {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -118,7 +118,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// Field names are `&'static str` in errors; map the ones the API knows.
 fn known_field(name: &str) -> &'static str {
-    const FIELDS: [&str; 6] = ["sku", "first_name", "last_name", "phone", "name", "stock"];
+    const FIELDS: [&str; 10] = [
+        "sku",
+        "first_name",
+        "last_name",
+        "phone",
+        "name",
+        "stock",
+        "redeem_from",
+        "redeem_until",
+        "code",
+        "nonce",
+    ];
     FIELDS.into_iter().find(|f| *f == name).unwrap_or("body")
 }
 
@@ -178,6 +189,33 @@ impl FromRequestParts<AppState> for AdminAuth {
         } else {
             Err(ApiError::Unauthorized)
         }
+    }
+}
+
+/// A scanner's bearer token: the scanner it belongs to, unless revoked.
+/// Looked up by the token's SHA-256 in PostgreSQL on every request, so a
+/// revocation holds on every replica from the moment it commits.
+pub struct ScannerAuth(pub crate::db::scanners::Scanner);
+
+impl FromRequestParts<AppState> for ScannerAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)
+            .ok_or(ApiError::ScannerUnauthorized)?;
+        let digest = Sha256::digest(presented.trim().as_bytes());
+        let client = state.pool.get().await?;
+        crate::db::scanners::by_token(&client, &digest)
+            .await?
+            .map(ScannerAuth)
+            .ok_or(ApiError::ScannerUnauthorized)
     }
 }
 

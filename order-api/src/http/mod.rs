@@ -9,7 +9,7 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     middleware,
-    routing::{get, post, put},
+    routing::{delete, get, post, put},
 };
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -19,6 +19,7 @@ use crate::{
 };
 
 pub mod error;
+mod exports;
 pub mod extract;
 mod metrics;
 pub mod openapi;
@@ -26,6 +27,8 @@ mod ops;
 mod orders;
 mod page;
 mod products;
+mod redemptions;
+mod scanners;
 pub mod serve;
 
 /// Everything a handler may use. Cheap to clone: one `Arc`.
@@ -42,6 +45,10 @@ pub struct Inner {
     pub stomp: StompConfig,
     pub metrics: PrometheusHandle,
     pub admin_token_digest: [u8; 32],
+    /// The keys that verify voucher codes, and the JWKS they publish.
+    pub voucher_keys: drop_contract::voucher_code::VerifyingKeys,
+    /// Wakes the voucher deletion worker after a cancellation commits.
+    pub deletions_wakeup: Arc<tokio::sync::Notify>,
     /// Cleared on SIGTERM so that /readyz takes the replica out of rotation
     /// while it drains.
     pub accepting: AtomicBool,
@@ -98,7 +105,20 @@ pub fn app(state: AppState) -> Router {
             put(products::put_product).get(products::get_product),
         )
         .route("/v1/orders", post(orders::create_order))
-        .route("/v1/orders/{order_id}", get(orders::get_order))
+        .route("/v1/products/{sku}/orders.csv", get(exports::orders_csv))
+        .route("/v1/products/{sku}/stats", get(exports::stats))
+        .route(
+            "/v1/orders/{order_id}",
+            get(orders::get_order).delete(orders::cancel_order),
+        )
+        .route("/v1/voucher-keys", get(redemptions::voucher_keys))
+        .route("/v1/redemptions", post(redemptions::redeem))
+        .route("/v1/scanners", post(scanners::create_scanner))
+        .route("/v1/scanners/revocations", get(scanners::revocations))
+        .route(
+            "/v1/scanners/{scanner_id}",
+            delete(scanners::revoke_scanner),
+        )
         .route("/v1/orders/{order_id}/voucher", get(orders::get_voucher))
         .route("/v1/client-config", get(ops::client_config))
         .route("/healthz", get(ops::healthz))

@@ -10,7 +10,7 @@ use utoipa::{
     },
 };
 
-use super::{error, ops, orders, products};
+use super::{error, exports, ops, orders, products, redemptions, scanners};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,14 @@ use super::{error, ops, orders, products};
         orders::create_order,
         orders::get_order,
         orders::get_voucher,
+        orders::cancel_order,
+        exports::orders_csv,
+        exports::stats,
+        redemptions::voucher_keys,
+        redemptions::redeem,
+        scanners::create_scanner,
+        scanners::revoke_scanner,
+        scanners::revocations,
         ops::client_config,
         ops::healthz,
         ops::readyz,
@@ -34,6 +42,7 @@ use super::{error, ops, orders, products};
     tags(
         (name = "products", description = "Stock, set by the operator"),
         (name = "orders", description = "Reservations and vouchers"),
+        (name = "redemption", description = "The pickup counter: signed codes, scanners, redemptions"),
         (name = "browser", description = "What the drop page needs"),
         (name = "operations", description = "Health and readiness (metrics are on METRICS_ADDR, not here)"),
     )
@@ -47,6 +56,11 @@ impl Modify for AdminToken {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "admin_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // A scanner's own token (`POST /v1/scanners`), not the admin's.
+        components.add_security_scheme(
+            "scanner_token",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
@@ -110,6 +124,13 @@ mod tests {
             "/v1/orders",
             "/v1/orders/{order_id}",
             "/v1/orders/{order_id}/voucher",
+            "/v1/products/{sku}/orders.csv",
+            "/v1/products/{sku}/stats",
+            "/v1/voucher-keys",
+            "/v1/redemptions",
+            "/v1/scanners",
+            "/v1/scanners/{scanner_id}",
+            "/v1/scanners/revocations",
             "/v1/client-config",
             "/healthz",
             "/readyz",
@@ -122,7 +143,12 @@ mod tests {
     #[test]
     fn json_routes_document_the_body_errors() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        for (path, method) in [("/v1/orders", "post"), ("/v1/products/{sku}", "put")] {
+        for (path, method) in [
+            ("/v1/orders", "post"),
+            ("/v1/products/{sku}", "put"),
+            ("/v1/redemptions", "post"),
+            ("/v1/scanners", "post"),
+        ] {
             let responses = &doc["paths"][path][method]["responses"];
             for status in ["400", "408", "413", "415", "422"] {
                 assert!(

@@ -1,4 +1,4 @@
-//! Orders: reserve a unit, read an order, fetch its voucher.
+//! Orders: reserve a unit, read an order, fetch its voucher, cancel it.
 
 use axum::{
     Json,
@@ -20,7 +20,9 @@ use crate::{
     db,
     domain::{OrderId, PersonName, Phone, Sku},
     idempotency,
+    lifecycle::cancel::{self, CancelError, Cancelled},
     reserve::{NewOrder, Outcome},
+    stock::ProductFlag,
 };
 
 /// Body of `POST /v1/orders`.
@@ -63,10 +65,31 @@ pub struct OrderView {
     pub sku: String,
     pub first_name: String,
     pub last_name: String,
-    /// `reserved`, then `voucher_ready` once the PDF exists.
+    /// `reserved`, then `voucher_ready` once the PDF exists; then
+    /// `redeemed` at a counter, or `cancelled` by its holder.
     #[schema(example = "voucher_ready")]
     pub status: String,
     pub created_at: DateTime<Utc>,
+    /// When it was redeemed, once it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redeemed_at: Option<DateTime<Utc>>,
+    /// When it was cancelled, once it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// The product's pickup window, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redeem_from: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redeem_until: Option<DateTime<Utc>>,
+}
+
+/// A cancelled order.
+#[derive(Serialize, ToSchema)]
+pub struct OrderCancelled {
+    pub order_id: String,
+    #[schema(example = "cancelled")]
+    pub status: &'static str,
+    pub cancelled_at: DateTime<Utc>,
 }
 
 /// Reserve one unit for one customer.
@@ -191,6 +214,10 @@ async fn load_order(state: &AppState, order_id: &OrderId) -> Result<OrderView, A
         last_name: row.last_name,
         status: row.status,
         created_at: row.created_at,
+        redeemed_at: row.redeemed_at,
+        cancelled_at: row.cancelled_at,
+        redeem_from: row.redeem_from,
+        redeem_until: row.redeem_until,
     })
 }
 
@@ -210,6 +237,67 @@ pub async fn get_order(
     Ok((
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         Json(load_order(&state, &order_id).await?),
+    )
+        .into_response())
+}
+
+/// Cancel a reservation: its unit goes back on sale at once, its voucher is
+/// deleted, and its code becomes `cancelled` at every counter. Cancelling
+/// again answers the same.
+#[utoipa::path(delete, path = "/v1/orders/{order_id}", tag = "orders",
+    params(("order_id" = String, Path, description = "32 lowercase hex digits")),
+    responses(
+        (status = 200, description = "Cancelled (now or before)", body = OrderCancelled),
+        (status = 404, description = "`order_not_found`", body = super::error::ErrorBody),
+        (status = 409, description = "`already_redeemed`", body = super::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = super::error::ErrorBody)))]
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    PathParam(order_id): PathParam,
+) -> Result<Response, ApiError> {
+    let order_id = parse_order_id(order_id)?;
+    let cancelled_at = match cancel::cancel(&state.pool, &order_id).await {
+        Ok(Cancelled::Now {
+            sku,
+            product_name,
+            units,
+            cancelled_at,
+        }) => {
+            metrics::counter!("cancellations_total").increment(1);
+            tracing::info!(order = %order_id, sku = %sku, units, "order cancelled");
+            state.deletions_wakeup.notify_one();
+            if let Ok(sku) = Sku::parse(&sku) {
+                metrics::gauge!("stock_remaining", "sku" => sku.to_string()).set(f64::from(units));
+                if units > 0 {
+                    // The unit is on sale again: every replica's flag, and
+                    // browsers on `stock.<sku>`, hear it now.
+                    state
+                        .stock
+                        .record(
+                            &sku,
+                            ProductFlag {
+                                name: product_name,
+                                available: true,
+                            },
+                        )
+                        .await;
+                }
+            }
+            cancelled_at
+        }
+        Ok(Cancelled::Before { cancelled_at }) => cancelled_at,
+        Err(CancelError::NotFound) => return Err(ApiError::OrderNotFound),
+        Err(CancelError::AlreadyRedeemed) => return Err(ApiError::AlreadyRedeemed),
+        Err(CancelError::Db(e)) => return Err(e.into()),
+        Err(CancelError::Pool(e)) => return Err(e.into()),
+    };
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(OrderCancelled {
+            order_id: order_id.as_str().to_owned(),
+            status: "cancelled",
+            cancelled_at,
+        }),
     )
         .into_response())
 }

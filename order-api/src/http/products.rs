@@ -1,7 +1,9 @@
 //! Products: the operator sets stock; everyone reads availability.
 
 use axum::{Json, extract::State, http::StatusCode};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::{
@@ -10,7 +12,10 @@ use super::{
     extract::{AdminAuth, JsonBody, PathParam},
 };
 use crate::{
-    db::products,
+    db::{
+        audit::{self, Actor},
+        products,
+    },
     domain::{InvalidField, MAX_STOCK, ProductName, Sku},
     stock::ProductFlag,
 };
@@ -25,6 +30,13 @@ pub struct PutProduct {
     /// Total units for sale, including those already reserved.
     #[schema(example = 500, minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
+    /// Start of the pickup window (RFC 3339, whole seconds count): the
+    /// `nbf` of the codes of orders accepted from now on. Left out: none.
+    #[schema(example = "2026-12-01T10:00:00Z")]
+    pub redeem_from: Option<DateTime<Utc>>,
+    /// End of the pickup window, after `redeem_from`: the codes' `exp`.
+    #[schema(example = "2026-12-24T18:00:00Z")]
+    pub redeem_until: Option<DateTime<Utc>>,
 }
 
 /// What the operator sees after a change.
@@ -35,6 +47,8 @@ pub struct ProductAdmin {
     pub stock: i32,
     pub reserved: i32,
     pub available: bool,
+    pub redeem_from: Option<DateTime<Utc>>,
+    pub redeem_until: Option<DateTime<Utc>>,
 }
 
 /// What customers see.
@@ -76,6 +90,18 @@ pub async fn put_product(
     }
     let stock =
         i32::try_from(body.stock).map_err(|_| InvalidField::new("stock", "is too large"))?;
+    // Codes carry whole seconds (JWT NumericDate): store what they will say.
+    let whole =
+        |t: Option<DateTime<Utc>>| t.and_then(|t| DateTime::from_timestamp(t.timestamp(), 0));
+    let window = products::Window {
+        from: whole(body.redeem_from),
+        until: whole(body.redeem_until),
+    };
+    if let (Some(from), Some(until)) = (window.from, window.until)
+        && until <= from
+    {
+        return Err(InvalidField::new("redeem_until", "must be after redeem_from").into());
+    }
 
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
@@ -87,7 +113,16 @@ pub async fn put_product(
     if stock < reserved {
         return Err(ApiError::StockBelowReserved { reserved });
     }
-    products::upsert(&tx, sku.as_str(), name.as_str(), stock).await?;
+    products::upsert(&tx, sku.as_str(), name.as_str(), stock, &window).await?;
+    audit::record(
+        &tx,
+        Actor::Admin,
+        "product.put",
+        sku.as_str(),
+        json!({"name": name.as_str(), "stock": stock,
+               "redeem_from": window.from, "redeem_until": window.until}),
+    )
+    .await?;
     tx.commit().await?;
 
     let available = stock > reserved;
@@ -116,6 +151,8 @@ pub async fn put_product(
             stock,
             reserved,
             available,
+            redeem_from: window.from,
+            redeem_until: window.until,
         }),
     ))
 }

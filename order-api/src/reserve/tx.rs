@@ -140,7 +140,7 @@ async fn insert_orders(
                  SELECT o.id, $1, o.first, o.last, o.phone, $6
                  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
                      AS o(id, first, last, phone)
-                 ON CONFLICT (sku, phone) DO NOTHING
+                 ON CONFLICT (sku, phone) WHERE status <> 'cancelled' DO NOTHING
                  RETURNING order_id, first_name, last_name
              ), new_outbox AS (
                  INSERT INTO outbox (order_id, payload)
@@ -148,9 +148,12 @@ async fn insert_orders(
                      'type', 'order_batch.v1',
                      'sku', $1::text, 'product_name', $7::text,
                      'created_at', to_char($6 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                     'redeem_from', to_char(p.redeem_from AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                     'redeem_until', to_char(p.redeem_until AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                      'orders', jsonb_agg(jsonb_build_object(
                          'order_id', order_id, 'first_name', first_name, 'last_name', last_name)))
-                 FROM new_orders HAVING count(*) > 0
+                 FROM new_orders, products p WHERE p.sku = $1
+                 GROUP BY p.redeem_from, p.redeem_until HAVING count(*) > 0
              ), units AS (
                  UPDATE products
                  SET reserved = reserved + (SELECT count(*) FROM new_orders), updated_at = now()
