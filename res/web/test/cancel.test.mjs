@@ -76,13 +76,13 @@ test('an order collected at the counter shows as collected, and can no longer be
     assert.equal(bare.status, 200, JSON.stringify(bare.body));
     await page.getByRole('button', { name: 'Cancel my reservation' }).click();
     await page.getByRole('button', { name: 'Yes, cancel it' }).click();
-    await page.getByRole('heading', { name: 'Collected' }).waitFor();
+    await page.getByRole('heading', { name: 'Collected', exact: true }).waitFor();
     assert.match(await page.locator('#message').textContent(), /already collected/);
     assert.equal((await getOrder(orderId)).status, 'redeemed');
 
     // A reload asks the API: still collected, with the time.
     await page.reload();
-    await page.getByRole('heading', { name: 'Collected' }).waitFor();
+    await page.getByRole('heading', { name: 'Collected', exact: true }).waitFor();
     assert.match(await page.locator('#order-status').textContent(), /^You collected it on .+\. Enjoy!$/);
     assert.equal(await page.getByRole('button', { name: 'Cancel my reservation' }).isHidden(), true);
     await screenshot(page, 'collected');
