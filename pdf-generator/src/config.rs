@@ -15,6 +15,7 @@ use drop_contract::{
     env::{Env, EnvError},
     s3::S3Settings,
     topology,
+    voucher_code::SigningKey,
 };
 use secrecy::SecretString;
 
@@ -88,6 +89,9 @@ pub struct Config {
     pub events_queue: String,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    /// Signs the code in each voucher's QR (`VOUCHER_SIGNING_KEY`); `None`:
+    /// the QR holds the bare order id, as before codes were signed.
+    pub signing_key: Option<std::sync::Arc<SigningKey>>,
 }
 
 impl Config {
@@ -122,6 +126,15 @@ impl Config {
             events_queue: env.string("EVENTS_QUEUE", topology::EVENTS_QUEUE)?,
             shutdown_timeout: Duration::from_secs(env.parsed("SHUTDOWN_TIMEOUT_SECS", 20)?),
             log_format: env.parsed("LOG_FORMAT", LogFormat::Text)?,
+            signing_key: env
+                .optional("VOUCHER_SIGNING_KEY")?
+                .map(|raw| {
+                    // The error never quotes the key.
+                    SigningKey::parse(&raw)
+                        .map(std::sync::Arc::new)
+                        .map_err(|e| EnvError::new("VOUCHER_SIGNING_KEY", e.to_string()))
+                })
+                .transpose()?,
         })
     }
 }
@@ -186,5 +199,19 @@ mod tests {
         let printed = format!("{c:?}");
         assert!(!printed.contains("hunter2-secret"));
         assert!(!printed.contains("drop:drop@"));
+    }
+
+    #[test]
+    fn the_signing_key_is_optional_checked_and_never_printed() {
+        assert!(from(&[]).expect("parses").signing_key.is_none());
+        let key = SigningKey::generate("k1").expect("kid");
+        let config = key.to_config();
+        let secret = config.split_once(':').expect("kid:key").1.to_owned();
+        let c = from(&[("VOUCHER_SIGNING_KEY", &config)]).expect("parses");
+        assert_eq!(c.signing_key.as_ref().map(|k| k.kid()), Some("k1"));
+        assert!(!format!("{c:?}").contains(&secret));
+        let err = from(&[("VOUCHER_SIGNING_KEY", "k1:short")]).expect_err("must fail");
+        assert_eq!(err.name, "VOUCHER_SIGNING_KEY");
+        assert!(!err.to_string().contains("short"), "{err}");
     }
 }

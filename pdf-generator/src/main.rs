@@ -83,7 +83,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
             max_attempts: config.max_attempts,
             render_slots: Arc::new(Semaphore::new(cores)),
             order_slots: Arc::new(Semaphore::new(config.prefetch.into())),
+            signing_key: config.signing_key.clone(),
         };
+        match &config.signing_key {
+            // The key id only: the key is a secret.
+            Some(key) => tracing::info!(kid = key.kid(), "voucher codes are signed"),
+            None => tracing::warn!(
+                "VOUCHER_SIGNING_KEY is not set: vouchers carry the bare order id, which only online redemption accepts"
+            ),
+        }
         roles.spawn(consumer::run(
             Arc::new(renderer),
             consumer_settings(&config),

@@ -32,9 +32,12 @@ use crate::consumer::{Handler, Outcome};
 use crate::metrics;
 use crate::order::{Order, OrderId};
 use crate::publish::{self, Message};
-use crate::render::{Fonts, render_voucher};
 use crate::retry::{Backoff, RetryError, retry};
 use crate::store::Store;
+use crate::{
+    order::voucher_code,
+    render::{Fonts, render_voucher},
+};
 
 pub struct Renderer {
     pub store: Store,
@@ -49,6 +52,8 @@ pub struct Renderer {
     /// message can hold a whole reservation batch, so the prefetch alone,
     /// which counts messages, would not bound the uploads in flight.
     pub order_slots: Arc<Semaphore>,
+    /// Signs each voucher's code (`VOUCHER_SIGNING_KEY`); `None`: bare ids.
+    pub signing_key: Option<Arc<drop_contract::voucher_code::SigningKey>>,
 }
 
 impl Handler for Renderer {
@@ -174,9 +179,13 @@ impl Renderer {
                 return Outcome::Requeue;
             };
             let fonts = Arc::clone(&self.fonts);
+            let key = self.signing_key.clone();
             let started = Instant::now();
-            let rendered =
-                tokio::task::spawn_blocking(move || render_voucher(&order, &fonts)).await;
+            let rendered = tokio::task::spawn_blocking(move || {
+                let code = voucher_code(&order, key.as_deref());
+                render_voucher(&order, &code, &fonts)
+            })
+            .await;
             ::metrics::histogram!(metrics::RENDER_SECONDS).record(started.elapsed().as_secs_f64());
             match rendered {
                 Ok(Ok(pdf)) => pdf,

@@ -22,6 +22,7 @@ const LABEL_TITLE: &str = "VOUCHER";
 const LABEL_TO: &str = "Issued to";
 const LABEL_ORDER: &str = "Order";
 const LABEL_ISSUED: &str = "Issued";
+const LABEL_PICKUP: &str = "Pickup";
 const FOOTER: &str = "Show this code at the counter to collect your order.";
 
 const BLACK: Color = Color::Rgb(Rgb {
@@ -41,15 +42,37 @@ const GREY: Color = Color::Rgb(Rgb {
 /// subset from the very strings the page then draws.
 pub(super) struct Content<'a> {
     order: &'a Order,
+    /// What the QR holds.
+    code: &'a str,
     full_name: String,
     issued: String,
     sku: String,
+    /// The pickup window in words; empty without one.
+    pickup: String,
+}
+
+/// The pickup window as the voucher says it: "From … until …", "From …",
+/// "Until …", in UTC to the minute; empty when the product has none.
+fn pickup_words(order: &Order) -> String {
+    const FORMAT: &str = "%Y-%m-%d %H:%M UTC";
+    match (order.redeem_from, order.redeem_until) {
+        (Some(from), Some(until)) => format!(
+            "From {} until {}",
+            from.format(FORMAT),
+            until.format(FORMAT)
+        ),
+        (Some(from), None) => format!("From {}", from.format(FORMAT)),
+        (None, Some(until)) => format!("Until {}", until.format(FORMAT)),
+        (None, None) => String::new(),
+    }
 }
 
 impl<'a> Content<'a> {
-    pub(super) fn new(order: &'a Order) -> Self {
+    pub(super) fn new(order: &'a Order, code: &'a str) -> Self {
         Content {
             order,
+            code,
+            pickup: pickup_words(order),
             full_name: order.full_name(),
             issued: order.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
             sku: format!("SKU {}", order.sku),
@@ -59,12 +82,14 @@ impl<'a> Content<'a> {
     /// Every text the page can show, including the ellipsis `fitted` may add.
     /// A text [`page`] draws that is missing here would find no glyphs in the
     /// embedded subsets.
-    pub(super) fn texts(&self) -> [&str; 11] {
+    pub(super) fn texts(&self) -> [&str; 13] {
         [
             LABEL_TITLE,
             LABEL_TO,
             LABEL_ORDER,
             LABEL_ISSUED,
+            LABEL_PICKUP,
+            &self.pickup,
             FOOTER,
             "…",
             &self.order.product_name,
@@ -104,8 +129,13 @@ pub(super) fn page(
     page.gap(4.0);
     page.line(LABEL_ISSUED, 9.0, 9.0, GREY);
     page.line(&content.issued, 11.0, 11.0, BLACK);
+    if !content.pickup.is_empty() {
+        page.gap(4.0);
+        page.line(LABEL_PICKUP, 9.0, 9.0, GREY);
+        page.line(&content.pickup, 11.0, 8.0, BLACK);
+    }
 
-    let qr = qr::encode(order.order_id.as_str())?;
+    let qr = qr::encode(content.code)?;
     let qr_x = (PAGE_W - QR_SIZE) / 2.0;
     let qr_y = MARGIN + 14.0;
     page.ops.push(Op::SetFillColor { col: BLACK });
@@ -233,7 +263,7 @@ fn ellipsize(fonts: &Fonts, text: &str, size: f32, max: f32) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::render_voucher;
-    use super::super::test_support::{fonts, order};
+    use super::super::test_support::{ID, fonts, order};
     use super::*;
 
     #[test]
@@ -247,6 +277,6 @@ mod tests {
         }
         assert!(lines[2].ends_with('…'));
         // A long voucher still renders.
-        render_voucher(&order(&long, &long, &long), fonts()).expect("renders");
+        render_voucher(&order(&long, &long, &long), ID, fonts()).expect("renders");
     }
 }

@@ -16,7 +16,8 @@
 //! - [`fonts`]: the two faces, which one draws each character, text widths,
 //!   and cutting a face down to a voucher's characters.
 //! - [`layout`]: the page: geometry, labels, and text set to fit.
-//! - [`qr`]: the order id as a QR code, drawn as one vector polygon.
+//! - [`qr`]: the voucher's code (signed, or the bare order id) as a QR code,
+//!   drawn as one vector polygon.
 //! - [`pdf`]: the document around the page: embedded fonts, saving, and
 //!   compressing its streams.
 //!
@@ -48,9 +49,10 @@ pub enum RenderError {
     Write(#[from] lopdf::Error),
 }
 
-/// Renders the voucher for `order`.
-pub fn render_voucher(order: &Order, fonts: &Fonts) -> Result<Vec<u8>, RenderError> {
-    let content = layout::Content::new(order);
+/// Renders the voucher for `order`, with `code` in its QR
+/// ([`crate::order::voucher_code`]).
+pub fn render_voucher(order: &Order, code: &str, fonts: &Fonts) -> Result<Vec<u8>, RenderError> {
+    let content = layout::Content::new(order, code);
     let used = fonts.chars_by_face(content.texts());
     // printpdf names the document and its fonts from a process-wide counter,
     // in the order they are made: keeping these steps in this order keeps
@@ -70,6 +72,9 @@ mod test_support {
     use printpdf::PdfDocument;
     use std::sync::OnceLock;
 
+    /// The order id of [`order`].
+    pub(super) const ID: &str = "0123456789abcdef0123456789abcdef";
+
     pub(super) fn fonts() -> &'static Fonts {
         static FONTS: OnceLock<Fonts> = OnceLock::new();
         FONTS.get_or_init(|| Fonts::load().expect("embedded fonts parse"))
@@ -77,7 +82,7 @@ mod test_support {
 
     pub(super) fn order(first: &str, last: &str, product: &str) -> Order {
         Order {
-            order_id: OrderId::parse("0123456789abcdef0123456789abcdef").expect("valid"),
+            order_id: OrderId::parse(ID).expect("valid"),
             sku: "sku-1".into(),
             product_name: product.into(),
             first_name: first.into(),
@@ -85,6 +90,8 @@ mod test_support {
             created_at: chrono::DateTime::parse_from_rfc3339("2026-11-24T12:00:00.123456Z")
                 .expect("valid time")
                 .to_utc(),
+            redeem_from: None,
+            redeem_until: None,
         }
     }
 
@@ -103,17 +110,18 @@ mod test_support {
 #[cfg(test)]
 mod tests {
     use super::render_voucher;
-    use super::test_support::{fonts, order, text_of};
+    use super::test_support::{ID, fonts, order, text_of};
 
     #[test]
     fn renders_a_pdf() {
-        let bytes = render_voucher(&order("Zoë", "Ñúñez", "Sneaker 42"), fonts()).expect("renders");
+        let bytes =
+            render_voucher(&order("Zoë", "Ñúñez", "Sneaker 42"), ID, fonts()).expect("renders");
         assert!(bytes.starts_with(b"%PDF-"), "not a PDF header");
         let tail = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(64)..]);
         assert!(tail.contains("%%EOF"), "no PDF trailer");
         // Subset fonts keep a voucher small, even with the CJK face embedded.
         assert!(bytes.len() < 60_000, "{} bytes", bytes.len());
-        let cjk = render_voucher(&order("张", "伟", "限量版运动鞋"), fonts()).expect("renders");
+        let cjk = render_voucher(&order("张", "伟", "限量版运动鞋"), ID, fonts()).expect("renders");
         assert!(cjk.len() < 60_000, "{} bytes", cjk.len());
     }
 
@@ -122,11 +130,30 @@ mod tests {
         // Parse the produced bytes back and read the text through the fonts'
         // ToUnicode maps, as a PDF reader would.
         let bytes =
-            render_voucher(&order("张", "伟", "Zoë Ñúñez Edition"), fonts()).expect("renders");
+            render_voucher(&order("张", "伟", "Zoë Ñúñez Edition"), ID, fonts()).expect("renders");
         let text = text_of(&bytes);
         assert!(text.contains("0123456789abcdef0123456789abcdef"), "{text}");
         assert!(text.contains("张 伟"), "{text}");
         assert!(text.contains("Zoë Ñúñez Edition"), "{text}");
         assert!(text.contains("2026-11-24 12:00:00 UTC"), "{text}");
+    }
+
+    #[test]
+    fn the_pickup_window_is_printed_when_there_is_one() {
+        let mut with = order("Zoë", "Ñúñez", "Sneaker 42");
+        with.redeem_from = Some("2026-12-01T10:00:00Z".parse().expect("time"));
+        with.redeem_until = Some("2026-12-24T18:30:00Z".parse().expect("time"));
+        let text = text_of(&render_voucher(&with, ID, fonts()).expect("renders"));
+        assert!(text.contains("Pickup"), "{text}");
+        assert!(
+            text.contains("From 2026-12-01 10:00 UTC until 2026-12-24 18:30 UTC"),
+            "{text}"
+        );
+        with.redeem_from = None;
+        let text = text_of(&render_voucher(&with, ID, fonts()).expect("renders"));
+        assert!(text.contains("Until 2026-12-24 18:30 UTC"), "{text}");
+        let without = order("Zoë", "Ñúñez", "Sneaker 42");
+        let text = text_of(&render_voucher(&without, ID, fonts()).expect("renders"));
+        assert!(!text.contains("Pickup"), "{text}");
     }
 }

@@ -76,7 +76,7 @@ fn compress(stream: &mut lopdf::Stream) -> Result<(), RenderError> {
 #[cfg(test)]
 mod tests {
     use super::super::render_voucher;
-    use super::super::test_support::{fonts, order, text_of};
+    use super::super::test_support::{ID, fonts, order, text_of};
 
     /// How many font programs a PDF embeds.
     fn embedded_fonts(bytes: &[u8]) -> usize {
@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn every_stream_is_flate_compressed_and_decodes() {
-        let bytes = render_voucher(&order("张", "伟", "Sneaker 42"), fonts()).expect("renders");
+        let bytes = render_voucher(&order("张", "伟", "Sneaker 42"), ID, fonts()).expect("renders");
         let doc = lopdf::Document::load_mem(&bytes).expect("parses");
         let streams: Vec<&lopdf::Stream> = doc
             .objects
@@ -109,11 +109,12 @@ mod tests {
 
     #[test]
     fn the_cjk_face_is_embedded_only_when_it_draws_something() {
-        let latin = render_voucher(&order("Zoë", "Ñúñez", "Sneaker 42"), fonts()).expect("renders");
+        let latin =
+            render_voucher(&order("Zoë", "Ñúñez", "Sneaker 42"), ID, fonts()).expect("renders");
         assert_eq!(embedded_fonts(&latin), 1);
         let text = text_of(&latin);
         assert!(text.contains("Zoë Ñúñez"), "{text}");
-        let cjk = render_voucher(&order("张", "伟", "Sneaker 42"), fonts()).expect("renders");
+        let cjk = render_voucher(&order("张", "伟", "Sneaker 42"), ID, fonts()).expect("renders");
         assert_eq!(embedded_fonts(&cjk), 2);
     }
 }

@@ -67,10 +67,9 @@ pub(super) fn polygon(qr: &QRCode, x: f32, y: f32, size: f32) -> Op {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_qr_code_reads_back_as_the_order_id() {
-        let id = "0123456789abcdef0123456789abcdef";
-        let qr = encode(id).expect("encodes");
+    /// What a scanner reads from `text`'s QR code.
+    fn read_back(text: &str) -> String {
+        let qr = encode(text).expect("encodes");
         // 4 px per module and a 4-module quiet zone, as a scanner would see it.
         let (px, quiet) = (4, 4);
         let w = (qr.size + 2 * quiet) * px;
@@ -84,8 +83,26 @@ mod tests {
         });
         let grids = img.detect_grids();
         assert_eq!(grids.len(), 1);
-        let (_, content) = grids[0].decode().expect("decodes");
-        assert_eq!(content, id);
+        grids[0].decode().expect("decodes").1
+    }
+
+    #[test]
+    fn the_qr_code_reads_back_as_the_order_id() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(read_back(id), id);
+    }
+
+    #[test]
+    fn a_signed_code_reads_back_whole() {
+        let key = drop_contract::voucher_code::SigningKey::generate("2026-12").expect("kid");
+        let code = key.sign(&drop_contract::voucher_code::VoucherClaims {
+            oid: drop_contract::OrderId::parse("0123456789abcdef0123456789abcdef").expect("id"),
+            sku: "A-SKU-OF-SIXTY-FOUR-CHARACTERS-AT-MOST-0123456789-0123456789-01".into(),
+            iat: 1_764_590_000,
+            nbf: Some(1_764_600_000),
+            exp: Some(1_764_700_000),
+        });
+        assert_eq!(read_back(&code), code);
     }
 
     #[test]
