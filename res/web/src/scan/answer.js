@@ -2,7 +2,8 @@
 // type, whose voucher it is, and why. From the server's answer to
 // `POST /v1/redemptions`, or from the offline judgement (verify.js).
 
-const when = (iso) => {
+/** A time as the clerk reads it, e.g. "1 Dec 2026, 12:42". */
+export const when = (iso) => {
   const d = new Date(iso);
   if (!iso || Number.isNaN(d.getTime())) return 'an unknown time';
   return new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeStyle: 'short' }).format(d);

@@ -6,7 +6,7 @@
 import { ScannerStore, MemoryStorage } from './store.js';
 import { judgeOffline } from './verify.js';
 import { enqueue, flush } from './queue.js';
-import { fromServer, fromOffline } from './answer.js';
+import { fromServer, fromOffline, when } from './answer.js';
 import { startCamera } from './camera.js';
 import { jsonBody } from '../http.js';
 
@@ -113,7 +113,7 @@ function renderQueue() {
       li.dataset.error = f.error;
       const said = fromServer(f.status, f.answer);
       const who = said.name ? `${said.name}: ` : '';
-      li.textContent = `${who}accepted offline at ${new Date(f.scanned_at).toLocaleString('en-GB')}, but ${said.title.toLowerCase()}. ${said.reason}`;
+      li.textContent = `${who}accepted offline on ${when(f.scanned_at)}, but ${said.title.toLowerCase()}. ${said.reason}`;
       return li;
     }),
   );
