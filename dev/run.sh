@@ -54,6 +54,24 @@ else
     token_note="(from ADMIN_TOKEN)"
 fi
 export ADMIN_TOKEN
+# The voucher signing key (docs/design.md, "Voucher lifecycle"): a dev
+# Ed25519 key pair generated once into the stack directory, unless
+# VOUCHER_SIGNING_KEY and VOUCHER_PUBLIC_KEYS come from the environment.
+# Raw keys are the last 32 bytes of OpenSSL's PKCS#8 and SPKI DER forms.
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+if [[ -z ${VOUCHER_SIGNING_KEY:-} ]]; then
+    if [[ ! -s $APP/voucher-signing-key ]]; then
+        der=$(mktemp)
+        openssl genpkey -algorithm ed25519 -outform DER -out "$der" 2>/dev/null
+        (umask 077 && echo "dev-$(date -u +%Y%m%d):$(tail -c 32 "$der" | b64url)" >"$APP/voucher-signing-key")
+        echo "dev-$(date -u +%Y%m%d):$(openssl pkey -inform DER -in "$der" -pubout -outform DER | tail -c 32 | b64url)" \
+            >"$APP/voucher-public-keys"
+        rm -f "$der"
+    fi
+    VOUCHER_SIGNING_KEY=$(cat "$APP/voucher-signing-key")
+    VOUCHER_PUBLIC_KEYS=${VOUCHER_PUBLIC_KEYS:-$(cat "$APP/voucher-public-keys")}
+fi
+export VOUCHER_SIGNING_KEY VOUCHER_PUBLIC_KEYS
 export RUST_LOG=${RUST_LOG:-info}
 # Both services read METRICS_ADDR (docs/design.md): pdf-generator takes it
 # from the environment, order-api gets its own, ORDER_API_METRICS_ADDR.

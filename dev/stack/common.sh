@@ -141,8 +141,10 @@ ensure_packages() {
 }
 
 # The venv that runs dev/s3_setup.py and dev/stack_check.py: boto3 (S3 and SNS),
-# pika (AMQP), websocket-client (Web-STOMP check). Debian's python, not a pyenv shim.
-VENV_REQS=(boto3 pika websocket-client)
+# pika (AMQP), websocket-client (Web-STOMP check); PyJWT with cryptography, the
+# JOSE library that is not ours, with which order-api's stack tests verify a
+# voucher code against the JWKS. Debian's python, not a pyenv shim.
+VENV_REQS=(boto3 pika websocket-client PyJWT cryptography)
 ensure_venv() {
     if [[ -x $PY && $(cat "$VENV/.reqs" 2>/dev/null) == "${VENV_REQS[*]}" ]]; then return 0; fi
     local log=$STATE/venv.log

@@ -15,11 +15,21 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 pub use test_support::{
-    BrokerObjects, TestDb, amqp_url, connect, env_or, error_code, free_port, phone, random_suffix,
-    redis_url, split,
+    BrokerObjects, TestDb, amqp_url, connect, env_or, error_code, free_port, leaked_order_ids,
+    phone, random_suffix, redis_url, split,
 };
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// The key the tests sign voucher codes with, as pdf-generator would; every
+/// order-api they spawn verifies with its public half.
+pub fn voucher_key() -> &'static drop_contract::voucher_code::SigningKey {
+    static KEY: std::sync::OnceLock<drop_contract::voucher_code::SigningKey> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        drop_contract::voucher_code::SigningKey::generate("test-key").expect("key id")
+    })
+}
 
 /// An AMQP URL on a loopback port where nothing listens: the relay cannot
 /// publish, so outbox rows stay in the table for a test to inspect.
@@ -158,6 +168,7 @@ impl App {
             .env("STOCK_RECONCILE_SECS", "1")
             .env("SHUTDOWN_TIMEOUT_SECS", "5")
             .env("RUST_LOG", "info")
+            .env("VOUCHER_PUBLIC_KEYS", voucher_key().public_config())
             .envs(opts.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
@@ -285,4 +296,93 @@ where
         async move { check.await.then_some(()) }
     })
     .await
+}
+
+/// The voucher lifecycle, as a scanner, a customer and the operator drive it.
+impl App {
+    /// Reserves one unit for phone number `i` of `base`; returns the order id.
+    pub async fn reserve_one(&self, sku: &str, base: u32, i: u32) -> String {
+        let (status, created) = self.order(&customer(sku, i, base), None).await;
+        assert_eq!(status, 201, "{created}");
+        created["order_id"].as_str().expect("order_id").to_owned()
+    }
+
+    /// `POST /v1/scanners`: the scanner's id and token.
+    pub async fn create_scanner(&self, name: &str) -> (String, String) {
+        let (status, body) = split(
+            self.http
+                .post(self.url("/v1/scanners"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"name": name}))
+                .send()
+                .await
+                .expect("POST scanner"),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["name"], name);
+        (
+            body["scanner_id"].as_str().expect("id").to_owned(),
+            body["token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// `POST /v1/redemptions` with a scanner token.
+    pub async fn redeem(&self, token: &str, code: &str, nonce: &str) -> (u16, Value) {
+        split(
+            self.http
+                .post(self.url("/v1/redemptions"))
+                .bearer_auth(token)
+                .json(&json!({"code": code, "nonce": nonce}))
+                .send()
+                .await
+                .expect("POST redemption"),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/orders/{id}`.
+    pub async fn cancel(&self, order_id: &str) -> (u16, Value) {
+        split(
+            self.http
+                .delete(self.url(&format!("/v1/orders/{order_id}")))
+                .send()
+                .await
+                .expect("DELETE order"),
+        )
+        .await
+    }
+
+    /// `GET /v1/orders/{id}`.
+    pub async fn get_order(&self, order_id: &str) -> (u16, Value) {
+        split(
+            self.http
+                .get(self.url(&format!("/v1/orders/{order_id}")))
+                .send()
+                .await
+                .expect("GET order"),
+        )
+        .await
+    }
+
+    /// An admin GET.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin GET")
+    }
+}
+
+/// The signed code pdf-generator would print for this order.
+pub fn signed_code(order_id: &str, sku: &str, nbf: Option<i64>, exp: Option<i64>) -> String {
+    voucher_key().sign(&drop_contract::voucher_code::VoucherClaims {
+        oid: drop_contract::OrderId::parse(order_id).expect("order id"),
+        sku: sku.to_owned(),
+        iat: chrono::Utc::now().timestamp(),
+        nbf,
+        exp,
+    })
 }
