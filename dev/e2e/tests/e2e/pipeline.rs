@@ -10,7 +10,7 @@ use crate::support::{Harness, eventually, phone};
 
 /// POST /v1/orders → voucher_ready on `voucher.<id>` within 10 s; the voucher
 /// parses, names in Chinese script and with accents are in its text, and its
-/// QR code decodes to the order id.
+/// QR code decodes to a code signed for the order, which redeems once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_voucher_for_names_in_any_script() {
     let h = Harness::new("happy").await;
@@ -37,8 +37,10 @@ async fn happy_path_voucher_for_names_in_any_script() {
             arrived.duration_since(posted)
         );
         let full_name = format!("{first} {last}");
-        h.verify_voucher(&messages[&id], &id, &[&full_name, product])
+        let code = h
+            .verify_voucher(&messages[&id], &id, &[&full_name, product])
             .await;
+
         let meta = h
             .head_voucher(&id)
             .await
@@ -97,6 +99,12 @@ async fn happy_path_voucher_for_names_in_any_script() {
         assert_eq!(pdf.status(), 200);
         let bytes = pdf.bytes().await.expect("voucher bytes");
         assert!(bytes.starts_with(b"%PDF-"), "the redirect serves the PDF");
+
+        // The clerk scans the printed code: handed over once.
+        let (status, body) = api.redeem(&code).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["first_name"], first);
+        assert_eq!(api.redeem(&code).await.0, 409, "a second scan");
     }
 
     // Operations endpoints and the metrics the issue asks for.
@@ -128,6 +136,18 @@ async fn happy_path_voucher_for_names_in_any_script() {
         m.0
     );
     assert!(m.0.contains("voucher_end_to_end_seconds_bucket"), "{}", m.0);
+
+    // The signing key is a secret: neither service logged it.
+    let config = crate::support::voucher_key().to_config();
+    let secret = config.split_once(':').expect("kid:key").1;
+    for log in [&api.proc.log, &pdfgen.log] {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            !text.contains(secret),
+            "{} logs the signing key",
+            log.display()
+        );
+    }
 
     // The order id is the customer's capability: neither service logged
     // one of them in full, from the request to the voucher_ready.

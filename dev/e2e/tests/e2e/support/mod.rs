@@ -38,6 +38,14 @@ pub use test_support::{amqp_url, eventually, free_port};
 
 const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
+/// The voucher signing key of every process these tests start: pdf-generator
+/// signs with it, order-api verifies with its public half.
+pub fn voucher_key() -> &'static drop_contract::voucher_code::SigningKey {
+    static KEY: std::sync::OnceLock<drop_contract::voucher_code::SigningKey> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(|| drop_contract::voucher_code::SigningKey::generate("e2e").expect("key id"))
+}
+
 pub fn var(name: &str, default: &str) -> String {
     test_support::env_or(name, default)
 }
@@ -296,6 +304,8 @@ impl Harness {
             )
             .env("S3_FORCE_PATH_STYLE", "true")
             .env("ORDERS_EXCHANGE", &self.exchange)
+            .env("VOUCHER_SIGNING_KEY", voucher_key().to_config())
+            .env("VOUCHER_PUBLIC_KEYS", voucher_key().public_config())
             .env("LOG_FORMAT", "text")
             // Our own crates at debug, so the scan for leaked order ids (pipeline.rs)
             // covers every line they can write.

@@ -141,6 +141,33 @@ impl OrderApi {
         );
     }
 
+    /// Registers a scanner and redeems `code` with it, as a clerk would:
+    /// the answer's status and body.
+    pub async fn redeem(&self, code: &str) -> (u16, serde_json::Value) {
+        let scanner: serde_json::Value = self
+            .http
+            .post(self.proc.url("/v1/scanners"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"name": "E2E counter"}))
+            .send()
+            .await
+            .expect("POST /v1/scanners")
+            .json()
+            .await
+            .expect("scanner JSON");
+        let token = scanner["token"].as_str().expect("scanner token");
+        let r = self
+            .http
+            .post(self.proc.url("/v1/redemptions"))
+            .bearer_auth(token)
+            .json(&json!({"code": code, "nonce": format!("e2e-{:016x}", rand::random::<u64>())}))
+            .send()
+            .await
+            .expect("POST /v1/redemptions");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
     /// POST /v1/orders; `Ok(order_id)` on 201, `Err(status, body)` otherwise.
     pub async fn try_order(
         &self,

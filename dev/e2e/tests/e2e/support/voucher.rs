@@ -48,8 +48,10 @@ impl Harness {
     }
 
     /// Downloads and checks a voucher the way a customer and a clerk would:
-    /// the PDF parses, its text holds `texts`, its QR code is the order id.
-    pub async fn verify_voucher(&self, message: &Value, order_id: &str, texts: &[&str]) {
+    /// the PDF parses, its text holds `texts`, its QR code is a code signed
+    /// for this order, which the keys order-api uses verify. Returns the
+    /// QR's text, for a scanner.
+    pub async fn verify_voucher(&self, message: &Value, order_id: &str, texts: &[&str]) -> String {
         assert_eq!(message["order_id"], order_id, "{message}");
         assert_eq!(message["status"], "voucher_ready", "{message}");
         let url = message["voucher_url"]
@@ -99,7 +101,17 @@ impl Harness {
         .await;
         let pgm = std::fs::read(stem.with_extension("pgm")).expect("pdftoppm wrote a PGM");
         let decoded = decode_qr(&pgm);
-        assert_eq!(decoded, vec![order_id.to_owned()], "QR code content");
+        assert_eq!(decoded.len(), 1, "one QR code");
+        let keys = drop_contract::voucher_code::VerifyingKeys::parse(
+            &super::voucher_key().public_config(),
+        )
+        .expect("keys");
+        let claims = keys
+            .verify(&decoded[0])
+            .expect("the QR holds a signed code");
+        assert_eq!(claims.oid.as_str(), order_id, "the code's order");
+        assert_eq!(claims.sku, self.sku, "the code's SKU");
+        decoded[0].clone()
     }
 }
 
