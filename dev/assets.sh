@@ -30,8 +30,8 @@ fi
 
 build_stamp=node_modules/.drop-build-stamp
 mapfile -t sources < <(find src -type f | sort)
-inputs=$(digest package-lock.json build.mjs index.html "${sources[@]}")
-if [[ ! -s dist/index.html || ! -s dist/assets/app.js || $(cat "$build_stamp" 2>/dev/null) != "$inputs" ]]; then
+inputs=$(digest package-lock.json build.mjs index.html scan.html "${sources[@]}")
+if [[ ! -s dist/index.html || ! -s dist/scan.html || ! -s dist/assets/app.js || $(cat "$build_stamp" 2>/dev/null) != "$inputs" ]]; then
     echo "assets: npm run build -> res/web/dist" >&2
     npm run --silent build >&2
     echo "$inputs" >"$build_stamp"

@@ -8,7 +8,9 @@
 # not installed would make rustup try to download one.
 set -euo pipefail
 
-PACKAGES=(build-essential pkg-config ca-certificates curl make git python3-venv poppler-utils nodejs npm)
+# poppler-utils, ffmpeg and zbar-tools: the scanner page's browser tests render
+# a voucher PDF into their fake camera's video (res/web/test/scan-helpers.mjs).
+PACKAGES=(build-essential pkg-config ca-certificates curl make git python3-venv poppler-utils ffmpeg zbar-tools nodejs npm)
 
 missing=()
 installed=$(dpkg-query -W -f '${db:Status-Status} ${Package}\n' "${PACKAGES[@]}" 2>/dev/null || true)

@@ -2,7 +2,9 @@
 # dev/browser-test.sh: the browser tests (res/web/test) in a real headless Chromium.
 #
 # One self-contained command, also on a fresh Debian as root:
-#   - installs what is missing (apt: chromium, nodejs, npm), brings the local stack up,
+#   - installs what is missing (apt: chromium, nodejs, npm; poppler-utils, ffmpeg and
+#     zbar-tools, which turn a voucher PDF into the scanner tests' fake camera video),
+#     brings the local stack up,
 #   - builds the page's assets (dev/assets.sh) and makes sure order-api embeds them,
 #   - starts order-api (fresh database, free port, APP_PROFILE=dev, ADMIN_TOKEN) and
 #     pdf-generator (free metrics port) against the stack,
@@ -26,6 +28,9 @@ missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v zbarimg >/dev/null || missing+=(zbar-tools)
 if ((${#missing[@]})); then
     [[ $(id -u) == 0 ]] || die "missing ${missing[*]}; run as root to install them"
     log "installing ${missing[*]} (apt-get)"
@@ -96,6 +101,16 @@ export VOUCHER_STATUS_QUEUE=order-api.voucher-status.$ORDERS_EXCHANGE
 "$PG_BINDIR/psql" "postgres://drop:drop@127.0.0.1:5432/postgres" -qAt -v ON_ERROR_STOP=1 \
     -c "CREATE DATABASE $DB" >/dev/null
 
+# A voucher signing key of this run's own: pdf-generator signs the QR codes
+# with the private half, order-api verifies them with (and publishes at
+# /v1/voucher-keys) the public half. Ed25519 as a JWK: `d` is the 32-byte
+# seed, `x` the public key, both base64url (RFC 8037).
+read -r SIGNING_SEED SIGNING_PUBLIC < <(node -e '
+const { generateKeyPairSync } = require("node:crypto");
+const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+console.log(privateKey.export({ format: "jwk" }).d, publicKey.export({ format: "jwk" }).x);')
+SIGNING_KID=browser-test
+
 API_PORT=$(free_port)
 API_METRICS_PORT=$(free_port)
 PDF_PORT=$(free_port)
@@ -104,10 +119,12 @@ export BASE_URL=http://127.0.0.1:$API_PORT
 
 LISTEN_ADDR=127.0.0.1:$API_PORT METRICS_ADDR=127.0.0.1:$API_METRICS_PORT DATABASE_URL=postgres://drop:drop@127.0.0.1:5432/$DB \
     APP_PROFILE=dev ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=${RUST_LOG:-info} \
+    VOUCHER_PUBLIC_KEYS=$SIGNING_KID:$SIGNING_PUBLIC \
     "$CARGO_TARGET_DIR/debug/order-api" >"$ART/order-api.log" 2>&1 &
 PIDS+=($!)
 API_PID=$!
 METRICS_ADDR=127.0.0.1:$PDF_PORT RUST_LOG=${RUST_LOG:-info} \
+    VOUCHER_SIGNING_KEY=$SIGNING_KID:$SIGNING_SEED \
     "$CARGO_TARGET_DIR/debug/pdf-generator" >"$ART/pdf-generator.log" 2>&1 &
 PIDS+=($!)
 PDF_PID=$!

@@ -1,5 +1,7 @@
-// Builds the page into dist/: index.html, assets/app.js (with @stomp/stompjs
-// bundled in) and assets/app.css. order-api embeds dist/ at compile time.
+// Builds the pages into dist/: index.html, assets/app.js (with @stomp/stompjs
+// bundled in) and assets/app.css for the customer; scan.html, assets/scan.js
+// (with the QR decoder from @zxing/library and jose bundled in) and
+// assets/scan.css for the pickup counter. order-api embeds dist/ at compile time.
 import { build } from 'esbuild';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -11,7 +13,7 @@ const dist = join(here, 'dist');
 await mkdir(join(dist, 'assets'), { recursive: true });
 await build({
   absWorkingDir: here,
-  entryPoints: { app: 'src/app.js' },
+  entryPoints: { app: 'src/app.js', scan: 'src/scan/main.js' },
   outdir: join(dist, 'assets'),
   bundle: true,
   format: 'esm',
@@ -23,10 +25,10 @@ await build({
 });
 await build({
   absWorkingDir: here,
-  entryPoints: { app: 'src/app.css' },
+  entryPoints: { app: 'src/app.css', scan: 'src/scan/scan.css' },
   outdir: join(dist, 'assets'),
   bundle: true,
   minify: true,
   logLevel: 'warning',
 });
-await copyFile(join(here, 'index.html'), join(dist, 'index.html'));
+for (const page of ['index.html', 'scan.html']) await copyFile(join(here, page), join(dist, page));

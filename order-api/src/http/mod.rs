@@ -125,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::serve))
         .route("/", get(page::index))
+        .route("/scan", get(page::scan))
         .route("/assets/{*path}", get(page::asset))
         .route_layer(middleware::from_fn(metrics::track))
         .fallback(ops::not_found)

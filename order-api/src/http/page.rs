@@ -1,6 +1,7 @@
-//! The browser page: `res/web/dist` (built by `make assets`), embedded in the
-//! binary at compile time, debug builds included. `/` is `index.html`; the
-//! bundled script and style live under `/assets/`.
+//! The browser pages: `res/web/dist` (built by `make assets`), embedded in the
+//! binary at compile time, debug builds included. `/` is `index.html` (the
+//! customer's page), `/scan` is `scan.html` (the pickup counter's scanner);
+//! the bundled scripts and styles live under `/assets/`.
 //!
 //! Where the assets were never built, `build.rs` leaves an empty directory so
 //! the crate still compiles, and the page answers 503 `assets_missing`.
@@ -19,11 +20,21 @@ use super::{AppState, error::ApiError, extract::PathParam};
 struct Dist;
 
 const INDEX: &str = "index.html";
+const SCAN: &str = "scan.html";
 
-/// The page itself.
+/// The customer's page.
 pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match Dist::get(INDEX) {
-        Some(file) => serve(INDEX, file, &headers, Some(&state.stomp.url)),
+    page(INDEX, &state, &headers)
+}
+
+/// The scanner page for the pickup counter.
+pub async fn scan(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    page(SCAN, &state, &headers)
+}
+
+fn page(name: &str, state: &AppState, headers: &HeaderMap) -> Response {
+    match Dist::get(name) {
+        Some(file) => serve(name, file, headers, Some(&state.stomp.url)),
         None => assets_missing(),
     }
 }

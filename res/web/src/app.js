@@ -1,7 +1,10 @@
 // The drop page: product and availability, the reservation form, live stock
-// over Web-STOMP (`stock.<sku>`), and the voucher link pushed on
-// `voucher.<order_id>`. Bundled with @stomp/stompjs by esbuild (build.mjs).
+// over Web-STOMP (`stock.<sku>`), the voucher link pushed on
+// `voucher.<order_id>`, the order's later life (collected at the counter, or
+// cancelled with the "cancel my reservation" button). Bundled with
+// @stomp/stompjs by esbuild (build.mjs).
 import { Client } from '@stomp/stompjs';
+import { jsonBody } from './http.js';
 
 /** The product shown when the URL has no `?sku=`. */
 export const DEFAULT_SKU = 'SNEAKER-42';
@@ -17,6 +20,8 @@ const state = {
   available: null,
   orderId: null,
   voucherReady: false,
+  /** `redeemed` or `cancelled` once the order's life has ended, else null. */
+  final: null,
   client: null,
   voucherSub: null,
   receipts: 0,
@@ -31,12 +36,7 @@ async function api(method, path, body, headers = {}) {
     init.body = JSON.stringify(body);
   }
   const res = await fetch(path, init);
-  let json = null;
-  try {
-    json = await res.json();
-  } catch {
-    json = null;
-  }
+  const json = await jsonBody(res);
   const retryAfter = Number.parseInt(res.headers.get('retry-after') || '', 10);
   return { status: res.status, body: json, retryAfter: Number.isFinite(retryAfter) ? retryAfter : null };
 }
@@ -88,9 +88,10 @@ function setAvailable(available) {
 }
 
 function renderSections() {
-  const ordered = state.orderId !== null;
-  $('order').hidden = !ordered;
-  $('reserve').hidden = ordered || state.available !== true;
+  // A cancelled order no longer holds a unit: the phone may reserve again.
+  const holding = state.orderId !== null && state.final !== 'cancelled';
+  $('order').hidden = state.orderId === null;
+  $('reserve').hidden = holding || state.available !== true;
 }
 
 function setLive(connected) {
@@ -99,22 +100,52 @@ function setLive(connected) {
   el.textContent = connected ? 'Live updates on' : 'Reconnecting to live updates…';
 }
 
+const ORDER_TITLE = 'You have reserved one';
+const PREPARING = 'Your voucher is being prepared. It appears here as soon as it is ready; keep this page open.';
+
 function showOrder(orderId) {
   state.orderId = orderId;
+  state.voucherReady = false;
+  state.final = null;
   $('order-id').textContent = orderId;
+  $('order-title').textContent = ORDER_TITLE;
+  $('order-status').textContent = PREPARING;
+  $('order').dataset.status = 'reserved';
+  $('voucher').hidden = true;
+  $('cancel-area').hidden = false;
+  $('cancel-confirm').hidden = true;
   renderSections();
 }
 
-function showVoucher() {
-  if (state.voucherReady) return;
-  state.voucherReady = true;
-  const link = $('voucher-link');
-  // Our own endpoint: it redirects to a fresh presigned URL every time, so the
-  // link keeps working after the one in the message has expired.
-  link.href = `/v1/orders/${state.orderId}/voucher`;
-  link.setAttribute('download', `voucher-${state.orderId}.pdf`);
-  $('voucher').hidden = false;
-  $('order-status').textContent = 'Your voucher is ready.';
+const when = (iso) => {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return null;
+  return new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeStyle: 'short' }).format(d);
+};
+
+/** The order was collected at the counter, or cancelled: nothing more to do with it. */
+function showFinal(status, at) {
+  state.final = status;
+  const stamp = when(at);
+  $('order').dataset.status = status;
+  $('voucher').hidden = true;
+  $('cancel-area').hidden = true;
+  $('cancel-confirm').hidden = true;
+  if (status === 'redeemed') {
+    $('order-title').textContent = 'Collected';
+    $('order-status').textContent = stamp ? `You collected it on ${stamp}. Enjoy!` : 'You collected it. Enjoy!';
+  } else {
+    $('order-title').textContent = 'Reservation cancelled';
+    $('order-status').textContent = stamp
+      ? `Cancelled on ${stamp}. The unit went back on sale, and your voucher no longer works.`
+      : 'Cancelled. The unit went back on sale, and your voucher no longer works.';
+    forgetOrder();
+  }
+  unsubscribeVoucher();
+  renderSections();
+}
+
+function unsubscribeVoucher() {
   if (state.voucherSub) {
     try {
       state.voucherSub.unsubscribe();
@@ -123,6 +154,20 @@ function showVoucher() {
     }
     state.voucherSub = null;
   }
+}
+
+function showVoucher() {
+  if (state.voucherReady || state.final) return;
+  state.voucherReady = true;
+  const link = $('voucher-link');
+  // Our own endpoint: it redirects to a fresh presigned URL every time, so the
+  // link keeps working after the one in the message has expired.
+  link.href = `/v1/orders/${state.orderId}/voucher`;
+  link.setAttribute('download', `voucher-${state.orderId}.pdf`);
+  $('voucher').hidden = false;
+  $('order').dataset.status = 'voucher_ready';
+  $('order-status').textContent = 'Your voucher is ready.';
+  unsubscribeVoucher();
 }
 
 // ------------------------------------------------------------------ product and order
@@ -263,17 +308,20 @@ function storedOrder() {
  * order-api agrees, asked a few times, a quarter of a second apart.
  */
 async function confirmVoucher() {
-  for (let i = 0; i < 20 && state.orderId && !state.voucherReady; i += 1) {
+  for (let i = 0; i < 20 && state.orderId && !state.voucherReady && !state.final; i += 1) {
     await checkOrder();
-    if (state.voucherReady) return;
+    if (state.voucherReady || state.final) return;
     await sleep(250);
   }
 }
 
-/** Asks once whether the voucher is there already (a push may have been missed). */
+/**
+ * Asks once how the order stands: the voucher may be there already (a push
+ * may have been missed), or the order collected or cancelled meanwhile.
+ */
 async function checkOrder() {
   const orderId = state.orderId;
-  if (!orderId || state.voucherReady) return;
+  if (!orderId || state.final) return;
   let res;
   try {
     res = await api('GET', `/v1/orders/${orderId}`);
@@ -281,8 +329,11 @@ async function checkOrder() {
     return; // The next (re)connect asks again.
   }
   if (orderId !== state.orderId) return;
-  if (res.status === 200 && res.body && res.body.status === 'voucher_ready') {
-    showVoucher();
+  if (res.status === 200 && res.body) {
+    const { status } = res.body;
+    if (status === 'voucher_ready') showVoucher();
+    else if (status === 'redeemed') showFinal('redeemed', res.body.redeemed_at);
+    else if (status === 'cancelled') showFinal('cancelled', res.body.cancelled_at);
   } else if (res.status === 404) {
     // A remembered order this shop does not know (e.g. a reset): start over.
     forgetOrder();
@@ -325,7 +376,7 @@ function subscribeJson(key, onBody, onReceipt) {
 /** Subscribes to this order's voucher key, then asks the API once. */
 function watchVoucher() {
   const client = state.client;
-  if (!client || !client.connected || !state.orderId || state.voucherReady) return;
+  if (!client || !client.connected || !state.orderId || state.voucherReady || state.final) return;
   state.voucherSub = subscribeJson(
     `voucher.${state.orderId}`,
     (body) => {
@@ -467,11 +518,64 @@ function handleOrderResponse(res) {
   showMessage(`The reservation was refused${detail}.`, 'error', true);
 }
 
+// ------------------------------------------------------------------ cancel
+
+function askCancel() {
+  clearMessage();
+  $('cancel-area').hidden = true;
+  $('cancel-confirm').hidden = false;
+  $('cancel-confirm').focus();
+}
+
+function keepOrder() {
+  $('cancel-confirm').hidden = true;
+  $('cancel-area').hidden = false;
+  $('cancel').focus();
+}
+
+/** DELETE /v1/orders/{id}: the same answer on every repeat, so a retry is safe. */
+async function confirmCancel() {
+  const orderId = state.orderId;
+  if (!orderId) return;
+  const yes = $('cancel-yes');
+  yes.disabled = true;
+  yes.textContent = 'Cancelling…';
+  let res;
+  try {
+    res = await api('DELETE', `/v1/orders/${orderId}`);
+  } catch {
+    res = null;
+  } finally {
+    yes.disabled = false;
+    yes.textContent = 'Yes, cancel it';
+  }
+  if (orderId !== state.orderId) return;
+  const code = res && res.body && res.body.error;
+  if (res && res.status === 200) {
+    showFinal('cancelled', res.body && res.body.cancelled_at);
+    showMessage('Your reservation is cancelled.', 'info', true);
+  } else if (res && res.status === 409 && code === 'already_redeemed') {
+    showFinal('redeemed', res.body.redeemed_at);
+    showMessage('This voucher was already collected, so it can no longer be cancelled.', 'error', true);
+  } else if (res && res.status === 404) {
+    forgetOrder();
+    state.orderId = null;
+    renderSections();
+    showMessage('This reservation no longer exists.', 'error', true);
+  } else {
+    keepOrder();
+    showMessage('Could not cancel right now. Check your connection and try again.', 'error', true);
+  }
+}
+
 // ------------------------------------------------------------------ start
 
 async function main() {
   const requested = new URLSearchParams(window.location.search).get('sku');
   $('reserve-form').addEventListener('submit', onSubmit);
+  $('cancel').addEventListener('click', askCancel);
+  $('cancel-no').addEventListener('click', keepOrder);
+  $('cancel-yes').addEventListener('click', confirmCancel);
   if (requested !== null && !SKU_RE.test(requested)) {
     $('product-name').textContent = 'Product not found';
     $('availability').dataset.state = 'error';
