@@ -40,7 +40,7 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)
 
 bash dev/stack.sh up
 # shellcheck source=/dev/null
-source "$ROOT/.stack/env"
+source "${STACK_DIR:-$ROOT/.stack}/env"
 # shellcheck source=dev/bench/lib.sh
 source "$ROOT/dev/bench/lib.sh" # delete_broker_objects
 

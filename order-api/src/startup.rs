@@ -102,6 +102,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         metrics,
         admin_token_digest: Sha256::digest(config.admin_token.expose_secret().as_bytes()).into(),
         accepting: AtomicBool::new(true),
+        draining: tokio_util::sync::CancellationToken::new(),
+        stock_events_lifetime: config.stock_events_lifetime,
     });
 
     let listener = TcpListener::bind(config.listen_addr)

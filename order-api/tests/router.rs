@@ -73,6 +73,8 @@ fn state() -> AppState {
         metrics: telemetry::init_metrics().expect("metrics"),
         admin_token_digest: Sha256::digest(config.admin_token.expose_secret().as_bytes()).into(),
         accepting: AtomicBool::new(true),
+        draining: tokio_util::sync::CancellationToken::new(),
+        stock_events_lifetime: config.stock_events_lifetime,
     })
 }
 
