@@ -39,6 +39,22 @@ const RETRY: Duration = Duration::from_secs(1);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const OPEN_STREAMS: &str = "stock_event_streams";
 
+/// One event of the stream, as the OpenAPI document describes it (each
+/// Server-Sent Event's fields; Schemathesis checks every event it reads).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the wire format; the events are built by `Event`
+pub struct StockEvent {
+    /// Always `availability`.
+    #[schema(example = "availability", pattern = "^availability$")]
+    event: String,
+    /// JSON: `{"sku": "<sku>", "available": <bool>}`.
+    #[schema(example = r#"{"sku":"SNEAKER-42","available":true}"#)]
+    data: String,
+    /// On the first event only: reconnect after this many milliseconds.
+    #[schema(example = 1000, minimum = 0)]
+    retry: Option<u64>,
+}
+
 /// A product's availability, then every change, as Server-Sent Events.
 ///
 /// Each event is `event: availability` with `data: {"sku", "available"}`.
@@ -49,7 +65,7 @@ const OPEN_STREAMS: &str = "stock_event_streams";
     responses(
         (status = 200, description = "`text/event-stream`: `availability` events, \
             the current value first; ends after `STOCK_EVENTS_MAX_SECS`",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = StockEvent),
         (status = 404, description = "`unknown_sku`", body = super::error::ErrorBody),
         (status = 503, description = "`unavailable`", body = super::error::ErrorBody)))]
 pub async fn stock_events(
