@@ -4,7 +4,7 @@
 // (GET /v1/products/{sku}/events) against N clients polling
 // GET /v1/products/{sku} at the page's interval. For each: order-api's CPU
 // and memory per client while they wait, and the time from the 201 that
-// takes the last unit until every client knows.
+// takes the last unit is sent until every client knows.
 //
 //   node dev/bench/stock-push.mjs BASE_URL ADMIN_TOKEN ORDER_API_PID [N] [POLL_MS]
 // Prints one JSON object. Run by dev/bench/stock-push.sh.
@@ -46,9 +46,12 @@ async function putStock(sku, stock) {
 
 async function takeLast(sku) {
   const phone = `+358 40 ${String(randomInt(0, 10_000_000)).padStart(7, '0')}`;
+  // From the moment the reservation is sent: an SSE client may hear of the
+  // sell-out before the 201 is back, since the flip is sent at commit.
+  const sent = performance.now();
   const r = await call('POST', '/v1/orders', { sku, first_name: 'Bench', last_name: 'Last', phone });
   if (r.status !== 201) throw new Error(`POST order: ${r.status} ${JSON.stringify(r.body)}`);
-  return performance.now();
+  return sent;
 }
 
 /** One SSE client: resolves `ready` on the first event; records when it sees sold out. */
