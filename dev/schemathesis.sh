@@ -51,8 +51,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 create_db "$DB"
+# The stock event stream (GET /v1/products/{sku}/events) ends after
+# STOCK_EVENTS_MAX_SECS; one second here, so that each of Schemathesis's
+# requests to it gets a whole response well inside --request-timeout.
 start_order_api "$TARGET/order-api" "$(db_url "$DB")" "$EXCHANGE" "$OUT/order-api.log" \
-    VOUCHER_STATUS_QUEUE="$STATUS_QUEUE"
+    VOUCHER_STATUS_QUEUE="$STATUS_QUEUE" STOCK_EVENTS_MAX_SECS=1
 curl -fsS -o /dev/null -X PUT "$OA_URL/v1/products/SNEAKER-42" -H "Authorization: Bearer $ADMIN_TOKEN" \
     -H 'content-type: application/json' --data '{"name": "Schemathesis", "stock": 1000000}'
 

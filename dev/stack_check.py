@@ -3,11 +3,15 @@
 
 1. A PUT of test.pdf into the vouchers bucket puts an S3 event record into a queue
    bound to s3.events with routing key voucher-events.
-2. The browser user, over Web-STOMP only:
+2. The browser user, over Web-STOMP only, in the browsers' vhost:
+   - a CONNECT without credentials is that user (Web-STOMP's default user);
+     a CONNECT as `browser` with a guessed passcode is refused, and so is an
+     AMQP login as `browser` with anything the stack hands to a page: its
+     password is generated into the stack directory and known to the broker
+     only (issue #20, item 3);
    - may subscribe to /exchange/amq.topic/voucher.<32 hex> and receives a message
-     published there;
+     published there (into the browsers' vhost, as the notifier does);
    - is refused voucher.#, voucher.*, #, another exchange, a queue, and any SEND;
-   - a CONNECT without credentials is refused (no default user);
    - plain STOMP (61613) is not listening.
 3. What the browser user may take is bounded (issue #20): user and vhost
    limits are set; every subscription queue, also one a client asked to be
@@ -25,6 +29,7 @@ import json
 import os
 import secrets
 import urllib.error
+import urllib.parse
 import urllib.request
 import socket
 import sys
@@ -36,10 +41,11 @@ import websocket
 from botocore.config import Config
 
 AMQP_URL = os.environ["AMQP_URL"]
+# The browsers' vhost, where the notifier publishes voucher.<id>.
+FANOUT_AMQP_URL = os.environ["FANOUT_AMQP_URL"]
 STOMP_URL = os.environ["STOMP_URL"]
-LOGIN = os.environ.get("STOMP_LOGIN", "browser")
-PASSCODE = os.environ.get("STOMP_PASSCODE", "browser")
-VHOST = os.environ.get("STOMP_VHOST", "/")
+VHOST = os.environ.get("STOMP_VHOST", "browser")
+VHOST_PATH = urllib.parse.quote(VHOST, safe="")
 EXCHANGE = os.environ.get("S3_EVENTS_EXCHANGE", "s3.events")
 ROUTING_KEY = os.environ.get("S3_EVENTS_ROUTING_KEY", "voucher-events")
 BUCKET = os.environ.get("S3_BUCKET", "vouchers")
@@ -106,9 +112,9 @@ def check_s3_event() -> None:
 class Stomp:
     """The smallest STOMP 1.2 client over a websocket, enough to test permissions."""
 
-    def __init__(self, login=LOGIN, passcode=PASSCODE):
+    def __init__(self, login=None, passcode=None, vhost=VHOST):
         self.ws = websocket.create_connection(STOMP_URL, timeout=5, subprotocols=["v12.stomp"])
-        headers = {"accept-version": "1.2", "host": VHOST, "heart-beat": "0,0"}
+        headers = {"accept-version": "1.2", "host": vhost, "heart-beat": "0,0"}
         if login is not None:
             headers.update(login=login, passcode=passcode)
         self.send("CONNECT", headers)
@@ -169,7 +175,7 @@ def check_stomp() -> None:
     c, (cmd, headers, body) = subscribe(dest)
     report(cmd == "RECEIPT", f"browser may subscribe to {dest}", cmd + " " + headers.get("message", ""))
     if cmd == "RECEIPT":
-        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        conn = pika.BlockingConnection(pika.URLParameters(FANOUT_AMQP_URL))
         conn.channel().basic_publish("amq.topic", f"voucher.{order_id}", b'{"status":"voucher_ready"}')
         conn.close()
         got = c.recv()
@@ -193,20 +199,56 @@ def check_stomp() -> None:
            (cmd + " " + headers.get("message", "")).strip())
     c.close()
 
-    c = Stomp(login=None)
-    report(c.connected[0] != "CONNECTED", "CONNECT without credentials refused",
+    c = Stomp()
+    report(c.connected[0] == "CONNECTED", "CONNECT without credentials is the browser user",
            (c.connected[0] + " " + c.connected[1].get("message", "")).strip())
     c.close()
 
-    c = Stomp(login=LOGIN, passcode="wrong")
-    report(c.connected[0] != "CONNECTED", "CONNECT with a wrong passcode refused", c.connected[0])
+    c = Stomp(vhost="/")
+    report(c.connected[0] != "CONNECTED", "CONNECT without credentials to the pipeline's vhost / refused",
+           (c.connected[0] + " " + c.connected[1].get("message", "")).strip())
     c.close()
+
+    for guess in guesses():
+        c = Stomp(login="browser", passcode=guess)
+        report(c.connected[0] != "CONNECTED", f"CONNECT as browser with passcode {guess!r} refused",
+               c.connected[0])
+        c.close()
+
+    check_amqp_login()
 
     s = socket.socket()
     s.settimeout(1)
     closed = s.connect_ex(("127.0.0.1", 61613)) != 0
     s.close()
     report(closed, "plain STOMP (61613) is not listening")
+
+
+def guesses():
+    """Every passcode a page could learn: what the stack hands out, and the old public one."""
+    return sorted({"browser", "guest", "", STOMP_URL, VHOST})
+
+
+def check_amqp_login() -> None:
+    """A real AMQP client (pika) cannot log in as the browser user on 5672."""
+    base = urllib.parse.urlsplit(FANOUT_AMQP_URL)
+    for vhost in (VHOST, "/"):
+        for guess in guesses():
+            url = urllib.parse.urlunsplit((base.scheme, f"browser:{urllib.parse.quote(guess, safe='')}@"
+                                           f"{base.hostname}:{base.port}", "/" + urllib.parse.quote(vhost, safe=""),
+                                           "", ""))
+            try:
+                pika.BlockingConnection(pika.URLParameters(url)).close()
+                outcome = "logged in"
+            except pika.exceptions.ProbableAuthenticationError as e:
+                outcome = f"refused {e}"
+            except pika.exceptions.AMQPError as e:
+                outcome = f"other {type(e).__name__} {e}"
+            report(outcome.startswith("refused") and "ACCESS_REFUSED" in outcome,
+                   f"AMQP login as browser on vhost {vhost} with {guess!r} refused", outcome[:80])
+    # The probe is real: the publisher's own login to the same vhost works.
+    pika.BlockingConnection(pika.URLParameters(FANOUT_AMQP_URL)).close()
+    report(True, "AMQP login with the publisher's credentials works (the probe is real)")
 
 
 def mgmt(path):
@@ -240,7 +282,7 @@ def wait_for(what, fn, secs=15):
 def queue_bound_to(key):
     """The queue the STOMP plugin bound to amq.topic with routing key `key`."""
     def find():
-        for b in mgmt("/api/exchanges/%2F/amq.topic/bindings/source"):
+        for b in mgmt(f"/api/exchanges/{VHOST_PATH}/amq.topic/bindings/source"):
             if b["routing_key"] == key and b["destination_type"] == "queue":
                 return b["destination"]
         return None
@@ -275,9 +317,9 @@ def check_browser_bounds() -> None:
             continue
         # Policies reach a new queue a moment after it is declared.
         q = wait_for(name, lambda n=name: next(
-            (q for q in mgmt("/api/queues/%2F?columns=name,operator_policy")
+            (q for q in mgmt(f"/api/queues/{VHOST_PATH}?columns=name,operator_policy")
              if q["name"] == n and q.get("operator_policy")), None))
-        q = q and mgmt(f"/api/queues/%2F/{name}")
+        q = q and mgmt(f"/api/queues/{VHOST_PATH}/{name}")
         effective = (q or {}).get("effective_policy_definition") or {}
         report(q is not None and q.get("operator_policy") == "stomp-subscriptions"
                and all(effective.get(k) == v for k, v in POLICY.items()),
@@ -285,7 +327,7 @@ def check_browser_bounds() -> None:
                json.dumps({k: (q or {}).get(k) for k in ("type", "arguments", "effective_policy_definition")}))
     c.close()
     for what in asked:  # they would expire a minute from now anyway
-        mgmt_delete(f"/api/queues/%2F/stomp-subscription-check-{run}-{what}")
+        mgmt_delete(f"/api/queues/{VHOST_PATH}/stomp-subscription-check-{run}-{what}")
 
     # The page's subscriptions: /exchange/amq.topic/<key> with exclusive:true.
     key = f"stock.CHECK-{run}"
@@ -301,7 +343,7 @@ def check_browser_bounds() -> None:
            "another session cannot consume an exclusive subscription queue",
            (cmd + " " + headers.get("message", "")).strip())
     thief.close()
-    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    conn = pika.BlockingConnection(pika.URLParameters(FANOUT_AMQP_URL))
     conn.channel().basic_publish("amq.topic", key, b'{"available":false}')
     conn.close()
     got = owner.recv()

@@ -43,8 +43,27 @@ rmq_env() {
     export HOME=$RMQ_HOME
 }
 
+# The browsers' own vhost, and the password of their user. Nobody but this
+# node knows it: it is generated into the stack directory once and written
+# into rabbitmq.conf as the STOMP plugin's default user (`stomp.default_user`,
+# `stomp.default_pass`, which Web-STOMP applies to a CONNECT that carries no
+# login header; see rabbitmq_stomp.schema and the STOMP plugin's "Default
+# user" docs). The page connects without credentials, and so the browser
+# login is worth nothing over AMQP (issue #20, item 3).
+BROWSER_VHOST=browser
+BROWSER_PASS_FILE=$STATE/browser.pass
+
+browser_password() {
+    if [[ ! -s $BROWSER_PASS_FILE ]]; then
+        (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$BROWSER_PASS_FILE")
+    fi
+    cat "$BROWSER_PASS_FILE"
+}
+
 rmq_write_conf() {
     mkdir -p "$RMQ_DIR" "$RMQ_LOGDIR" "$RMQ_DIR/mnesia"
+    local browser_pass
+    browser_pass=$(browser_password)
     # Keep /etc/rabbitmq/rabbitmq-env.conf out of it: our env file is empty on purpose.
     : >"$RMQ_DIR/rabbitmq-env.conf"
     echo '[rabbitmq_management,rabbitmq_web_stomp].' >"$RMQ_DIR/enabled_plugins"
@@ -56,6 +75,10 @@ management.tcp.port = $MGMT_PORT
 web_stomp.tcp.ip = 127.0.0.1
 web_stomp.tcp.port = $STOMP_PORT
 web_stomp.ws_path = /ws
+# A CONNECT without login header is the browser user, in the browsers' vhost.
+stomp.default_user = browser
+stomp.default_pass = $browser_pass
+stomp.default_vhost = $BROWSER_VHOST
 # guest may log in from loopback only (RGW publishes as guest from 127.0.0.1).
 loopback_users.guest = true
 # No ANONYMOUS login: every client names a user.
@@ -65,12 +88,12 @@ log.file.level = info
 log.console = false
 ${RMQ_EXTRA_CONF:-}
 EOF
-    # The STOMP plugin (which Web-STOMP runs on) defaults to logging clients that
-    # send no credentials in as guest/guest, and to a plain STOMP listener on 61613:
-    # switch off both, so browsers must use the browser user over Web-STOMP only.
+    # The STOMP plugin (which Web-STOMP runs on) defaults to a plain STOMP
+    # listener on 61613: switch it off, so browsers reach Web-STOMP only.
     cat >"$RMQ_DIR/advanced.config" <<'EOF'
-[{rabbitmq_stomp, [{default_user, []}, {tcp_listeners, []}, {ssl_listeners, []}]}].
+[{rabbitmq_stomp, [{tcp_listeners, []}, {ssl_listeners, []}]}].
 EOF
+    chmod 600 "$RMQ_DIR/rabbitmq.conf"
 }
 
 # GET/PUT on the management API as guest (allowed from loopback only).
@@ -126,14 +149,15 @@ rmq_wait() {
 
 rmq_ctl() { (rmq_env && timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"); }
 
-# The public browser user's bounds (docs/operations.md, "Security"). Its
-# password is public, so these are what anyone may take: one Web-STOMP
-# connection uses one channel. The same ceiling as the k8s User's
-# connection limit and web_stomp.max_connections.
+# What the browser user may take (docs/operations.md, "Security"), in its own
+# vhost (issue #21: browsers cannot stall the pipeline). One Web-STOMP
+# connection uses one channel. The same values as the k8s fan-out cluster's
+# User, Vhost and OperatorPolicy (k8s/base/rabbitmq-browser).
 BROWSER_MAX_CONNECTIONS=50000
 BROWSER_MAX_CHANNELS=50000
-# Vhost `/` holds the browsers and the services: the browsers' share plus
-# headroom for the services' connections and queues (two per open page).
+# The browsers' vhost: their share plus headroom for the publishers
+# (pdf-generator's notifier, order-api's stock announcer), which the browser
+# user's own limit can never take; and queues: two per open page at most.
 VHOST_MAX_CONNECTIONS=50500
 VHOST_MAX_QUEUES=101000
 # Every subscription queue, whatever its SUBSCRIBE headers asked for
@@ -142,30 +166,44 @@ VHOST_MAX_QUEUES=101000
 # without a consumer is deleted after a minute.
 STOMP_POLICY_DEFINITION='{"max-length":100,"max-length-bytes":1048576,"message-ttl":900000,"expires":60000}'
 STOMP_POLICY='{"pattern":"^stomp-subscription-","apply-to":"queues","priority":0,"definition":'$STOMP_POLICY_DEFINITION'}'
+BROWSER_CONFIGURE='^stomp-subscription-.*'
+BROWSER_WRITE='^stomp-subscription-.*'
+BROWSER_READ='^(stomp-subscription-.*|amq\.topic)$'
+BROWSER_TOPIC_READ='^(voucher\.[0-9a-f]{32}|stock\.[A-Za-z0-9_.-]{1,64})$'
 
-# Users, permissions, limits, the subscription policy and the exchange RGW
-# publishes to. All idempotent PUTs.
+# JSON string of $1 (backslashes doubled; the patterns hold no quotes).
+json_str() { printf '"%s"' "${1//\\/\\\\}"; }
+
+# Users, vhosts, permissions, limits, the subscription policy and the
+# exchange RGW publishes to. All idempotent PUTs.
 rmq_setup() {
-    local err=$RMQ_DIR/setup.err
+    local err=$RMQ_DIR/setup.err bv=$BROWSER_VHOST browser_pass
     mkdir -p "$RMQ_DIR" # not made yet when the broker is reused
+    browser_pass=$(browser_password)
     if mgmt GET /api/whoami >/dev/null 2>&1; then
         {
             mgmt PUT /api/users/drop '{"password":"drop","tags":""}' &&
                 mgmt PUT /api/permissions/%2F/drop '{"configure":".*","write":".*","read":".*"}' &&
-                mgmt PUT /api/users/browser '{"password":"browser","tags":""}' &&
-                mgmt PUT /api/permissions/%2F/browser \
-                    '{"configure":"^stomp-subscription-.*","write":"^stomp-subscription-.*","read":"^(stomp-subscription-.*|amq\\.topic)$"}' &&
-                mgmt PUT /api/topic-permissions/%2F/browser \
-                    '{"exchange":"amq.topic","write":"^$","read":"^(voucher\\.[0-9a-f]{32}|stock\\.[A-Za-z0-9_.-]{1,64})$"}' &&
+                mgmt PUT "/api/vhosts/$bv" '{"description":"browsers (Web-STOMP)"}' &&
+                mgmt PUT "/api/permissions/$bv/drop" '{"configure":".*","write":".*","read":".*"}' &&
+                mgmt PUT /api/users/browser "{\"password\":\"$browser_pass\",\"tags\":\"\"}" &&
+                mgmt PUT "/api/permissions/$bv/browser" \
+                    "{\"configure\":$(json_str "$BROWSER_CONFIGURE"),\"write\":$(json_str "$BROWSER_WRITE"),\"read\":$(json_str "$BROWSER_READ")}" &&
+                mgmt PUT "/api/topic-permissions/$bv/browser" \
+                    "{\"exchange\":\"amq.topic\",\"write\":\"^\$\",\"read\":$(json_str "$BROWSER_TOPIC_READ")}" &&
                 mgmt PUT /api/user-limits/browser/max-connections "{\"value\":$BROWSER_MAX_CONNECTIONS}" &&
                 mgmt PUT /api/user-limits/browser/max-channels "{\"value\":$BROWSER_MAX_CHANNELS}" &&
-                mgmt PUT /api/vhost-limits/%2F/max-connections "{\"value\":$VHOST_MAX_CONNECTIONS}" &&
-                mgmt PUT /api/vhost-limits/%2F/max-queues "{\"value\":$VHOST_MAX_QUEUES}" &&
-                mgmt PUT /api/operator-policies/%2F/stomp-subscriptions "$STOMP_POLICY" &&
+                mgmt PUT "/api/vhost-limits/$bv/max-connections" "{\"value\":$VHOST_MAX_CONNECTIONS}" &&
+                mgmt PUT "/api/vhost-limits/$bv/max-queues" "{\"value\":$VHOST_MAX_QUEUES}" &&
+                mgmt PUT "/api/operator-policies/$bv/stomp-subscriptions" "$STOMP_POLICY" &&
                 # RGW does not declare its target exchange; without it, events are dropped.
                 mgmt PUT "/api/exchanges/%2F/$EVENTS_EXCHANGE" \
                     '{"type":"topic","durable":true,"auto_delete":false,"internal":false,"arguments":{}}'
         } >/dev/null 2>"$err" || die_log "RabbitMQ setup through the management API failed" "$err"
+        # An older stack gave the browser user rights on / : it has none there now.
+        mgmt DELETE /api/permissions/%2F/browser >/dev/null 2>&1 || true
+        mgmt DELETE /api/topic-permissions/%2F/browser >/dev/null 2>&1 || true
+        mgmt DELETE /api/operator-policies/%2F/stomp-subscriptions >/dev/null 2>&1 || true
         return 0
     fi
     # Reused broker without guest access to the management API: fall back to the CLI
@@ -174,16 +212,17 @@ rmq_setup() {
     {
         rmq_ctl add_user drop drop 2>/dev/null || rmq_ctl change_password drop drop
         rmq_ctl set_permissions -p / drop '.*' '.*' '.*'
-        rmq_ctl add_user browser browser 2>/dev/null || rmq_ctl change_password browser browser
-        rmq_ctl set_permissions -p / browser '^stomp-subscription-.*' '^stomp-subscription-.*' \
-            '^(stomp-subscription-.*|amq\.topic)$'
-        rmq_ctl set_topic_permissions -p / browser amq.topic '^$' \
-            '^(voucher\.[0-9a-f]{32}|stock\.[A-Za-z0-9_.-]{1,64})$'
+        rmq_ctl add_vhost "$bv" 2>/dev/null || true
+        rmq_ctl set_permissions -p "$bv" drop '.*' '.*' '.*'
+        rmq_ctl add_user browser "$browser_pass" 2>/dev/null || rmq_ctl change_password browser "$browser_pass"
+        rmq_ctl clear_permissions -p / browser 2>/dev/null || true
+        rmq_ctl set_permissions -p "$bv" browser "$BROWSER_CONFIGURE" "$BROWSER_WRITE" "$BROWSER_READ"
+        rmq_ctl set_topic_permissions -p "$bv" browser amq.topic '^$' "$BROWSER_TOPIC_READ"
         rmq_ctl set_user_limits browser \
             "{\"max-connections\":$BROWSER_MAX_CONNECTIONS,\"max-channels\":$BROWSER_MAX_CHANNELS}"
-        rmq_ctl set_vhost_limits -p / \
+        rmq_ctl set_vhost_limits -p "$bv" \
             "{\"max-connections\":$VHOST_MAX_CONNECTIONS,\"max-queues\":$VHOST_MAX_QUEUES}"
-        rmq_ctl set_operator_policy -p / stomp-subscriptions '^stomp-subscription-' \
+        rmq_ctl set_operator_policy -p "$bv" stomp-subscriptions '^stomp-subscription-' \
             "$STOMP_POLICY_DEFINITION" --apply-to queues
     } >/dev/null 2>"$err" || die_log "RabbitMQ user setup failed" "$err"
     ensure_venv

@@ -42,6 +42,9 @@ pub struct Config {
     pub voucher_status_queue: String,
     pub stomp: StompConfig,
     pub stock_reconcile_interval: Duration,
+    /// How long one `GET /v1/products/{sku}/events` stream lasts before the
+    /// browser reconnects (`STOCK_EVENTS_MAX_SECS`).
+    pub stock_events_lifetime: Duration,
     pub shutdown_timeout: Duration,
     /// `LOG_FORMAT=json`: one JSON object per log line.
     pub json_logs: bool,
@@ -57,12 +60,12 @@ pub struct Config {
     pub voucher_keys: VerifyingKeys,
 }
 
-/// What the browser page needs to reach Web-STOMP as the least-privilege user.
+/// Where the browser page reaches Web-STOMP. No credentials: the page
+/// connects without a login header and is the broker's Web-STOMP default
+/// user, whose password only the broker knows (issue #20, item 3).
 #[derive(Debug, Clone)]
 pub struct StompConfig {
     pub url: String,
-    pub login: String,
-    pub passcode: String,
     pub vhost: String,
 }
 
@@ -115,11 +118,10 @@ impl Config {
             voucher_url_ttl: Duration::from_secs(env.parsed("VOUCHER_URL_TTL_SECS", 900)?),
             stomp: StompConfig {
                 url: env.string("STOMP_URL", "ws://127.0.0.1:15674/ws")?,
-                login: env.string("STOMP_LOGIN", "browser")?,
-                passcode: env.string("STOMP_PASSCODE", "browser")?,
-                vhost: env.string("STOMP_VHOST", "/")?,
+                vhost: env.string("STOMP_VHOST", "browser")?,
             },
             stock_reconcile_interval: Duration::from_secs(reconcile_secs.max(1)),
+            stock_events_lifetime: secs(env, "STOCK_EVENTS_MAX_SECS", 300)?,
             shutdown_timeout: Duration::from_secs(env.parsed("SHUTDOWN_TIMEOUT_SECS", 20)?),
             json_logs: log_format == "json",
             max_batch: env

@@ -115,6 +115,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         voucher_keys: config.voucher_keys.clone(),
         deletions_wakeup: Arc::clone(&deletions_wakeup),
         accepting: AtomicBool::new(true),
+        draining: tokio_util::sync::CancellationToken::new(),
+        stock_events_lifetime: config.stock_events_lifetime,
     });
 
     let listener = TcpListener::bind(config.listen_addr)

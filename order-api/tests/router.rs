@@ -75,6 +75,8 @@ fn state() -> AppState {
         voucher_keys: config.voucher_keys.clone(),
         deletions_wakeup: Arc::new(tokio::sync::Notify::new()),
         accepting: AtomicBool::new(true),
+        draining: tokio_util::sync::CancellationToken::new(),
+        stock_events_lifetime: config.stock_events_lifetime,
     })
 }
 

@@ -77,6 +77,9 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// Carries the broker password, so it never prints.
     pub amqp_url: SecretString,
+    /// The browsers' broker, where the notifier publishes `voucher.<id>`
+    /// (`FANOUT_AMQP_URL`; locally the `browser` vhost of the same node).
+    pub fanout_amqp_url: SecretString,
     pub s3: S3Settings,
     pub voucher_url_ttl: Duration,
     /// Unacked messages per consumer, and orders rendered or uploaded at once.
@@ -117,6 +120,8 @@ impl Config {
             role: env.parsed("ROLE", Role::All)?,
             metrics_addr: env.parsed("METRICS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9090)))?,
             amqp_url: env.secret("AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/%2f")?,
+            fanout_amqp_url: env
+                .secret("FANOUT_AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/browser")?,
             s3: S3Settings::from_env(env)?,
             voucher_url_ttl: Duration::from_secs(env.parsed("VOUCHER_URL_TTL_SECS", 900)?),
             prefetch,
@@ -156,6 +161,10 @@ mod tests {
         assert_eq!(
             c.amqp_url.expose_secret(),
             "amqp://drop:drop@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            c.fanout_amqp_url.expose_secret(),
+            "amqp://drop:drop@127.0.0.1:5672/browser"
         );
         assert_eq!(c.s3.endpoint, "http://127.0.0.1:7480");
         assert_eq!(c.s3.public_endpoint, c.s3.endpoint);

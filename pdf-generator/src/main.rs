@@ -5,7 +5,8 @@
 //! - [`config`]: environment variables (docs/design.md), read once.
 //! - [`consumer`]: the shared consume loop: acks, prefetch, reconnects, drain.
 //! - [`worker`]: the renderer role: [`order`] message → [`render`] → [`store`].
-//! - [`notifier`]: the notify role: bucket [`events`] → `voucher.<id>` publish.
+//! - [`notifier`]: the notify role: bucket [`events`] → `voucher.<id>` publish
+//!   into the browsers' broker ([`fanout`]).
 //! - [`retry`]: backoff and the retry budget both roles use.
 //! - [`http`] and [`metrics`]: /healthz, /readyz, /metrics.
 //! - [`publish`]: publishing with confirms, for both roles.
@@ -18,6 +19,7 @@
 mod config;
 mod consumer;
 mod events;
+mod fanout;
 mod http;
 mod metrics;
 mod notifier;
@@ -99,12 +101,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
+    let fanout = Arc::new(fanout::Fanout::new(config.fanout_amqp_url.clone()));
     if config.role.notifies() {
         let notifier = notifier::Notifier {
             store: store.clone(),
             queue: config.events_queue.clone(),
             max_attempts: config.max_attempts,
             url_ttl: config.voucher_url_ttl,
+            fanout: Arc::clone(&fanout),
         };
         roles.spawn(consumer::run(
             Arc::new(notifier),
@@ -138,6 +142,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if tokio::time::timeout(bound, roles.wait()).await.is_err() {
         tracing::warn!("roles did not stop in time; exiting anyway");
     }
+    let _ = tokio::time::timeout(Duration::from_secs(2), fanout.close()).await;
     // The HTTP server stops last so /readyz reports the drain while it runs.
     http_shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(2), server).await {

@@ -3,10 +3,11 @@
 //! The object store publishes every event with one fixed routing key, so a
 //! browser cannot subscribe to "its" voucher there. This role republishes each
 //! voucher creation on `amq.topic` with key `voucher.<order_id>`, carrying a
-//! presigned download link. The event is acked only after the broker confirmed
-//! that publish, so a crash in between means a duplicate message, never a
-//! missing one.
+//! presigned download link, into the browsers' broker ([`crate::fanout`]).
+//! The event is acked only after that broker confirmed the publish, so a
+//! crash in between means a duplicate message, never a missing one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{Handler, Outcome};
 use crate::events::{self, Record};
+use crate::fanout::Fanout;
 use crate::metrics;
 use crate::order::OrderId;
-use crate::publish::{self, Message};
+use crate::publish::Message;
 use crate::retry::{Backoff, RetryError, retry};
 use crate::store::{Store, StoreError};
 
@@ -28,11 +30,13 @@ pub struct Notifier {
     pub queue: String,
     pub max_attempts: u32,
     pub url_ttl: Duration,
+    /// Where `voucher.<order_id>` goes: the browsers' broker.
+    pub fanout: Arc<Fanout>,
 }
 
 impl Handler for Notifier {
-    /// A channel in confirm mode, shared by all handlers on this connection.
-    type Session = Channel;
+    /// Nothing per connection: publishing goes to the fan-out broker.
+    type Session = ();
 
     fn role(&self) -> &'static str {
         "notify"
@@ -46,16 +50,11 @@ impl Handler for Notifier {
         topology::declare_events_queue(channel, &self.queue).await
     }
 
-    async fn open_session(&self, connection: &Connection) -> lapin::Result<Channel> {
-        publish::confirm_channel(connection).await
+    async fn open_session(&self, _connection: &Connection) -> lapin::Result<()> {
+        Ok(())
     }
 
-    async fn handle(
-        &self,
-        delivery: &Delivery,
-        publisher: &Channel,
-        shutdown: &CancellationToken,
-    ) -> Outcome {
+    async fn handle(&self, delivery: &Delivery, _: &(), shutdown: &CancellationToken) -> Outcome {
         let records = match events::parse(&delivery.data) {
             Ok(records) => records,
             Err(e) => {
@@ -67,7 +66,7 @@ impl Handler for Notifier {
             let Some(order_id) = self.voucher_of(record) else {
                 continue;
             };
-            if let Err(outcome) = self.notify(&order_id, publisher, shutdown).await {
+            if let Err(outcome) = self.notify(&order_id, shutdown).await {
                 return outcome;
             }
         }
@@ -97,7 +96,6 @@ impl Notifier {
     async fn notify(
         &self,
         order_id: &OrderId,
-        publisher: &Channel,
         shutdown: &CancellationToken,
     ) -> Result<(), Outcome> {
         // The event alone is not proof: it may be a replay for an object that
@@ -149,13 +147,21 @@ impl Notifier {
             message_id: order_id.as_str(),
             body: &body,
         };
-        let published =
-            publish::publish_retrying(publisher, &message, self.max_attempts, shutdown).await;
+        // Every failure is worth another try: a closed channel is reopened.
+        let published = retry(
+            "publish",
+            Backoff::RETRY,
+            self.max_attempts,
+            shutdown,
+            |_| true,
+            || self.fanout.publish(&message),
+        )
+        .await;
         match published {
             Ok(()) => {}
             Err(RetryError::Cancelled) => return Err(Outcome::Requeue),
             Err(RetryError::Permanent(e)) => {
-                tracing::warn!(%order_id, error = %e, "publish channel closed; the event will be redelivered");
+                tracing::warn!(%order_id, error = %e, "publish refused; the event will be redelivered");
                 return Err(Outcome::Requeue);
             }
             Err(RetryError::Exhausted(e)) => {

@@ -121,6 +121,22 @@ hold URL-safe characters (docs/operations.md).
   value: {{ printf "amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@%s:%d/%s" .Values.connections.amqp.host (int .Values.connections.amqp.port) .Values.connections.amqp.vhost | quote }}
 {{- end }}
 
+{{/* The notifier's login on the browsers' broker (FANOUT_AMQP_URL). */}}
+{{- define "drop.fanoutEnv" -}}
+- name: FANOUT_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.connections.fanout.secretName }}
+      key: {{ .Values.connections.fanout.usernameKey }}
+- name: FANOUT_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.connections.fanout.secretName }}
+      key: {{ .Values.connections.fanout.passwordKey }}
+- name: FANOUT_AMQP_URL
+  value: {{ printf "amqp://$(FANOUT_USERNAME):$(FANOUT_PASSWORD)@%s:%d/%s" .Values.connections.fanout.host (int .Values.connections.fanout.port) .Values.connections.fanout.vhost | quote }}
+{{- end }}
+
 {{/* A NetworkPolicy egress rule to backing pods: (dict namespace podLabels port). */}}
 {{- define "drop.egressTo" -}}
 - to:

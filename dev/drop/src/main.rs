@@ -50,11 +50,12 @@ pub struct Args {
     /// The database order-api uses: the invariants are checked there.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
-    /// RabbitMQ, for the customers' voucher subscriptions.
+    /// The browsers' broker, where pdf-generator's notifier publishes
+    /// `voucher.<id>`: the customers' voucher subscriptions live there.
     #[arg(
         long,
-        env = "AMQP_URL",
-        default_value = "amqp://drop:drop@127.0.0.1:5672/%2f",
+        env = "FANOUT_AMQP_URL",
+        default_value = "amqp://drop:drop@127.0.0.1:5672/browser",
         hide_env_values = true
     )]
     pub amqp_url: String,

@@ -30,6 +30,7 @@ mod products;
 mod redemptions;
 mod scanners;
 pub mod serve;
+mod stock_events;
 
 /// Everything a handler may use. Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -52,6 +53,11 @@ pub struct Inner {
     /// Cleared on SIGTERM so that /readyz takes the replica out of rotation
     /// while it drains.
     pub accepting: AtomicBool,
+    /// Cancelled with `accepting`: open event streams end, so the drain does
+    /// not wait for them.
+    pub draining: tokio_util::sync::CancellationToken,
+    /// How long one `GET /v1/products/{sku}/events` stream lasts.
+    pub stock_events_lifetime: std::time::Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -68,6 +74,7 @@ impl AppState {
 
     pub fn stop_accepting(&self) {
         self.0.accepting.store(false, Ordering::SeqCst);
+        self.0.draining.cancel();
     }
 
     pub fn is_accepting(&self) -> bool {
@@ -104,6 +111,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/products/{sku}",
             put(products::put_product).get(products::get_product),
         )
+        .route("/v1/products/{sku}/events", get(stock_events::stock_events))
         .route("/v1/orders", post(orders::create_order))
         .route("/v1/products/{sku}/orders.csv", get(exports::orders_csv))
         .route("/v1/products/{sku}/stats", get(exports::stats))

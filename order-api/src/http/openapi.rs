@@ -10,7 +10,7 @@ use utoipa::{
     },
 };
 
-use super::{error, exports, ops, orders, products, redemptions, scanners};
+use super::{error, exports, ops, orders, products, redemptions, scanners, stock_events};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use super::{error, exports, ops, orders, products, redemptions, scanners};
     paths(
         products::put_product,
         products::get_product,
+        stock_events::stock_events,
         orders::create_order,
         orders::get_order,
         orders::get_voucher,
@@ -121,6 +122,7 @@ mod tests {
         let doc = ApiDoc::openapi();
         for path in [
             "/v1/products/{sku}",
+            "/v1/products/{sku}/events",
             "/v1/orders",
             "/v1/orders/{order_id}",
             "/v1/orders/{order_id}/voucher",

@@ -39,25 +39,27 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Where and as whom the browser connects to Web-STOMP.
+/// Where the browser connects to Web-STOMP. No credentials: a CONNECT
+/// without a login header is the broker's Web-STOMP default user, whose
+/// password nobody outside the broker knows, so that login cannot be used
+/// over AMQP.
 #[derive(Serialize, ToSchema)]
 pub struct ClientConfig {
     #[schema(example = "ws://127.0.0.1:15674/ws")]
     pub stomp_url: String,
-    pub stomp_login: String,
-    pub stomp_passcode: String,
+    /// The browsers' vhost, sent as the CONNECT frame's `host` header.
+    #[schema(example = "browser")]
     pub stomp_vhost: String,
 }
 
-/// The browser's least-privilege broker credentials: it may only read its
-/// own `voucher.<order_id>` and `stock.<sku>` keys on `amq.topic`.
+/// Web-STOMP settings for a page that holds an order: the browser user may
+/// only read its own `voucher.<order_id>` (and `stock.<sku>`) keys on
+/// `amq.topic`, in the browsers' own vhost.
 #[utoipa::path(get, path = "/v1/client-config", tag = "browser",
     responses((status = 200, description = "Web-STOMP settings for the page", body = ClientConfig)))]
 pub async fn client_config(State(state): State<AppState>) -> Json<ClientConfig> {
     Json(ClientConfig {
         stomp_url: state.stomp.url.clone(),
-        stomp_login: state.stomp.login.clone(),
-        stomp_passcode: state.stomp.passcode.clone(),
         stomp_vhost: state.stomp.vhost.clone(),
     })
 }

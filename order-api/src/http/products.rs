@@ -172,17 +172,23 @@ pub async fn get_product(
     let sku = sku
         .and_then(|sku| Sku::parse(&sku).ok())
         .ok_or(ApiError::UnknownSku)?;
-    let flag = match state.stock.flag.read_redis(&sku).await {
-        Ok(Some(flag)) => flag,
-        Ok(None) | Err(_) => product_from_db(&state, &sku)
-            .await?
-            .ok_or(ApiError::UnknownSku)?,
-    };
+    let flag = current(&state, &sku).await?;
     Ok(Json(Product {
         sku: sku.to_string(),
         name: flag.name,
         available: flag.available,
     }))
+}
+
+/// The shared flag from Redis; from PostgreSQL when Redis is unreachable or
+/// has no entry. `UnknownSku` when neither knows the product.
+pub async fn current(state: &AppState, sku: &Sku) -> Result<ProductFlag, ApiError> {
+    match state.stock.flag.read_redis(sku).await {
+        Ok(Some(flag)) => Ok(flag),
+        Ok(None) | Err(_) => product_from_db(state, sku)
+            .await?
+            .ok_or(ApiError::UnknownSku),
+    }
 }
 
 /// The product's flag from PostgreSQL, the truth. `None` for an unknown SKU.

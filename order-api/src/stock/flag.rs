@@ -10,7 +10,10 @@
 //!
 //! This type holds copies 1 and 2 and keeps them shared; rebuilding them from
 //! copy 3 is the [`super::reconciler`]'s job, and telling browsers is
-//! [`super::announce`]'s.
+//! [`super::announce`]'s (Web-STOMP) and the stock event stream's
+//! (`GET /v1/products/{sku}/events`, fed by [`StockFlag::watch`]): every
+//! change of copy 1, whichever replica learnt it first, is sent to the
+//! watchers.
 
 use std::{
     collections::HashMap,
@@ -65,7 +68,20 @@ pub struct StockFlag {
     changes: AtomicU64,
     redis: Client,
     subscriber: SubscriberClient,
+    /// Every change of the in-process map: (SKU, available).
+    watchers: tokio::sync::broadcast::Sender<Flip>,
 }
+
+/// A change of a product's availability, as the in-process map saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flip {
+    pub sku: String,
+    pub available: bool,
+}
+
+/// Flips buffered per watcher: a watcher further behind is told it lagged
+/// and re-reads the flag, so a small buffer loses nothing.
+const WATCH_BUFFER: usize = 64;
 
 impl StockFlag {
     pub fn new(redis_url: &SecretString) -> anyhow::Result<Self> {
@@ -93,6 +109,7 @@ impl StockFlag {
             changes: AtomicU64::new(0),
             redis,
             subscriber,
+            watchers: tokio::sync::broadcast::channel(WATCH_BUFFER).0,
         })
     }
 
@@ -171,16 +188,45 @@ impl StockFlag {
             .cloned()
     }
 
+    /// The in-process availability of a SKU given as text.
+    pub fn local_available(&self, sku: &str) -> Option<bool> {
+        self.local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sku)
+            .map(|flag| flag.available)
+    }
+
     /// Records what this replica learnt (from PostgreSQL or another replica)
     /// without announcing it. Returns whether the value changed.
     pub fn set_local(&self, sku: &str, flag: ProductFlag) -> bool {
         let mut map = self.local.write().unwrap_or_else(|p| p.into_inner());
+        let flipped = map.get(sku).map(|f| f.available) != Some(flag.available);
         let changed = map.get(sku) != Some(&flag);
         if changed {
             self.changes.fetch_add(1, Ordering::SeqCst);
         }
+        let available = flag.available;
         map.insert(sku.to_owned(), flag);
+        drop(map);
+        if flipped {
+            // No watcher is not an error.
+            let _ = self.watchers.send(Flip {
+                sku: sku.to_owned(),
+                available,
+            });
+        }
         changed
+    }
+
+    /// Every later availability change of any product on this replica.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<Flip> {
+        self.watchers.subscribe()
+    }
+
+    /// How many watchers (open event streams) this replica feeds.
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.receiver_count()
     }
 
     /// Records a fact learnt from PostgreSQL: in this replica at once, then

@@ -19,7 +19,7 @@ mod reconciler;
 use std::sync::Arc;
 
 pub use announce::Announcer;
-pub use flag::{ProductFlag, StockFlag};
+pub use flag::{Flip, ProductFlag, StockFlag};
 pub use reconciler::spawn_reconciler;
 
 use crate::domain::Sku;

@@ -76,12 +76,29 @@ async fn health_readiness_metrics_and_openapi() {
     let (status, config) = get("/v1/client-config").await;
     assert_eq!(status, 200);
     let config: serde_json::Value = serde_json::from_str(&config).expect("json");
-    for key in ["stomp_url", "stomp_login", "stomp_passcode", "stomp_vhost"] {
+    for key in ["stomp_url", "stomp_vhost"] {
         assert!(
             config[key].is_string(),
             "client-config lacks {key}: {config}"
         );
     }
+    // No broker credentials for anyone (issue #20, item 3): the page
+    // connects without a login and is the broker's Web-STOMP default user.
+    let keys: Vec<&str> = config
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys.len(),
+        2,
+        "client-config hands out only the URL and vhost: {config}"
+    );
+    assert!(
+        !config.to_string().to_lowercase().contains("pass"),
+        "client-config names no password: {config}"
+    );
 
     let (status, body) = get("/no/such/route").await;
     assert_eq!(status, 404);

@@ -1,8 +1,11 @@
 // The drop page: product and availability, the reservation form, live stock
-// over Web-STOMP (`stock.<sku>`), the voucher link pushed on
-// `voucher.<order_id>`, the order's later life (collected at the counter, or
-// cancelled with the "cancel my reservation" button). Bundled with
-// @stomp/stompjs by esbuild (build.mjs).
+// as Server-Sent Events from order-api (`/v1/products/<sku>/events`), the
+// voucher link pushed over Web-STOMP on `voucher.<order_id>`, and the order's
+// later life (collected at the counter, or cancelled with the "cancel my
+// reservation" button). A visitor opens the broker connection only once they
+// hold an order, and closes it once the voucher is there or the order's life
+// has ended (issue #21: one broker connection per buyer, not per visitor).
+// Bundled with @stomp/stompjs by esbuild (build.mjs).
 import { Client } from '@stomp/stompjs';
 import { jsonBody } from './http.js';
 
@@ -23,8 +26,13 @@ const state = {
   /** `redeemed` or `cancelled` once the order's life has ended, else null. */
   final: null,
   client: null,
+  brokerStarting: false,
   voucherSub: null,
   receipts: 0,
+  /** The stock event stream has delivered its current value. */
+  stockLive: false,
+  /** The broker confirmed the voucher subscription. */
+  voucherLive: false,
 };
 
 // ------------------------------------------------------------------ HTTP
@@ -103,6 +111,12 @@ function setLive(connected) {
 const ORDER_TITLE = 'You have reserved one';
 const PREPARING = 'Your voucher is being prepared. It appears here as soon as it is ready; keep this page open.';
 
+/** Live: the stock stream is open and, while a voucher is awaited, so is its subscription. */
+function renderLive() {
+  const awaitingVoucher = state.orderId !== null && !state.voucherReady && !state.final;
+  setLive(state.stockLive && (!awaitingVoucher || state.voucherLive));
+}
+
 function showOrder(orderId) {
   state.orderId = orderId;
   state.voucherReady = false;
@@ -141,19 +155,9 @@ function showFinal(status, at) {
       : 'Cancelled. The unit went back on sale, and your voucher no longer works.';
     forgetOrder();
   }
-  unsubscribeVoucher();
+  closeBroker();
+  renderLive();
   renderSections();
-}
-
-function unsubscribeVoucher() {
-  if (state.voucherSub) {
-    try {
-      state.voucherSub.unsubscribe();
-    } catch {
-      // The connection is already gone; nothing to undo.
-    }
-    state.voucherSub = null;
-  }
 }
 
 function showVoucher() {
@@ -167,7 +171,8 @@ function showVoucher() {
   $('voucher').hidden = false;
   $('order').dataset.status = 'voucher_ready';
   $('order-status').textContent = 'Your voucher is ready.';
-  unsubscribeVoucher();
+  closeBroker();
+  renderLive();
 }
 
 // ------------------------------------------------------------------ product and order
@@ -338,11 +343,44 @@ async function checkOrder() {
     // A remembered order this shop does not know (e.g. a reset): start over.
     forgetOrder();
     state.orderId = null;
+    closeBroker();
     renderSections();
+    renderLive();
   }
 }
 
-// ------------------------------------------------------------------ STOMP
+// ------------------------------------------------------------------ stock (Server-Sent Events)
+
+/**
+ * The product's availability from order-api, pushed as `availability`
+ * events, the current value first. No broker connection: order-api feeds the
+ * stream from its in-process stock flag. EventSource reconnects by itself
+ * when the stream ends (it does, every few minutes, by design) and is sent
+ * the current value again; after a refused request it gives up, so the page
+ * opens a new one.
+ */
+function watchStock() {
+  const source = new EventSource(`/v1/products/${encodeURIComponent(state.sku)}/events`);
+  source.addEventListener('availability', (event) => {
+    let body;
+    try {
+      body = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (!body || body.sku !== state.sku || typeof body.available !== 'boolean') return;
+    setAvailable(body.available);
+    state.stockLive = true;
+    renderLive();
+  });
+  source.onerror = () => {
+    state.stockLive = false;
+    renderLive();
+    if (source.readyState === EventSource.CLOSED) setTimeout(watchStock, 2000);
+  };
+}
+
+// ------------------------------------------------------------------ STOMP (the voucher)
 
 /**
  * Subscribes to `key` on amq.topic and hands each message's JSON object to
@@ -385,45 +423,74 @@ function watchVoucher() {
     // Subscribed: anything published from now on reaches us. What was
     // published before (while disconnected, or before the 201 arrived) is
     // found by asking the API once.
-    () => checkOrder(),
-  );
-}
-
-function watchStock() {
-  subscribeJson(
-    `stock.${state.sku}`,
-    (body) => {
-      if (body.sku === state.sku && typeof body.available === 'boolean') setAvailable(body.available);
-    },
-    // A flip may have been missed while disconnected: read the flag once.
-    async () => {
-      await loadProduct();
-      setLive(true);
+    () => {
+      state.voucherLive = true;
+      renderLive();
+      checkOrder();
     },
   );
 }
 
+/**
+ * Connects to Web-STOMP without credentials: the broker logs such a CONNECT
+ * in as its browser user, whose password only the broker knows, so nothing
+ * the page holds is a broker login (issue #20). `host` is the browsers' vhost.
+ */
 function connect(config) {
   const client = new Client({
     brokerURL: config.stomp_url,
-    connectHeaders: {
-      login: config.stomp_login,
-      passcode: config.stomp_passcode,
-      host: config.stomp_vhost,
-    },
+    connectHeaders: { host: config.stomp_vhost },
     reconnectDelay: 1000,
     heartbeatIncoming: 10000,
     heartbeatOutgoing: 10000,
     onConnect: () => {
       state.voucherSub = null;
-      watchStock();
       watchVoucher();
     },
-    onWebSocketClose: () => setLive(false),
-    onStompError: () => setLive(false),
+    onWebSocketClose: () => {
+      state.voucherLive = false;
+      renderLive();
+    },
+    onStompError: () => {
+      state.voucherLive = false;
+      renderLive();
+    },
   });
   state.client = client;
   client.activate();
+}
+
+/** Opens the broker connection for an order whose voucher is not there yet. */
+async function openBroker() {
+  if (state.client || state.brokerStarting || !state.orderId || state.voucherReady || state.final) return;
+  state.brokerStarting = true;
+  try {
+    // A remembered order's voucher may be ready already: then no connection.
+    await checkOrder();
+    if (!state.orderId || state.voucherReady || state.final) return;
+    let config;
+    try {
+      const res = await api('GET', '/v1/client-config');
+      if (res.status !== 200 || !res.body) throw new Error(`client-config: HTTP ${res.status}`);
+      config = res.body;
+    } catch {
+      $('order-status').textContent =
+        'Your voucher is being prepared. Live updates are unavailable: reload the page to see it.';
+      return;
+    }
+    if (!state.client && state.orderId && !state.voucherReady && !state.final) connect(config);
+  } finally {
+    state.brokerStarting = false;
+  }
+}
+
+/** The voucher is there (or the order is gone): no reason to hold a connection. */
+function closeBroker() {
+  const client = state.client;
+  state.client = null;
+  state.voucherSub = null;
+  state.voucherLive = false;
+  if (client) client.deactivate();
 }
 
 // ------------------------------------------------------------------ form
@@ -480,7 +547,8 @@ function handleOrderResponse(res) {
     showOrder(res.body.order_id);
     $('reserve-form').reset();
     $('order').focus();
-    watchVoucher();
+    renderLive();
+    openBroker();
     return;
   }
   if (res.status === 409 && code === 'sold_out') {
@@ -560,7 +628,9 @@ async function confirmCancel() {
   } else if (res && res.status === 404) {
     forgetOrder();
     state.orderId = null;
+    closeBroker();
     renderSections();
+    renderLive();
     showMessage('This reservation no longer exists.', 'error', true);
   } else {
     keepOrder();
@@ -600,20 +670,10 @@ async function main() {
   const found = await loadProduct();
   $('app').setAttribute('aria-busy', 'false');
   if (!found && !remembered) return;
-
-  let config;
-  try {
-    const res = await api('GET', '/v1/client-config');
-    if (res.status !== 200 || !res.body) throw new Error(`client-config: HTTP ${res.status}`);
-    config = res.body;
-  } catch {
-    $('live').dataset.state = 'disconnected';
-    $('live').textContent = 'Live updates are unavailable. Reload the page to try again.';
-    return;
-  }
   setLive(false);
   $('live').textContent = 'Connecting to live updates…';
-  connect(config);
+  if (found) watchStock();
+  if (remembered) openBroker();
 }
 
 main();

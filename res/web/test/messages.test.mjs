@@ -9,11 +9,13 @@ import {
 
 const browser = sharedBrowser();
 
-async function withPage(sku, fn, { blockWebSockets = false } = {}) {
+async function withPage(sku, fn, { blockPush = false } = {}) {
   const context = await browser.newContext();
   try {
-    if (blockWebSockets) {
-      // No live updates for this page: it cannot learn of a flip by push.
+    if (blockPush) {
+      // No live updates for this page: it cannot learn of a flip by push,
+      // neither from the stock event stream nor over Web-STOMP.
+      await context.route(/\/v1\/products\/[^/]+\/events$/, (route) => route.abort());
       await context.routeWebSocket(/.*/, (ws) => ws.close());
     }
     const page = await openPage(context, sku);
@@ -86,7 +88,7 @@ test('sold out on submit: a page that missed the flip is told so and the form go
       assert.equal(await page.locator('#reserve').isHidden(), true);
       await screenshot(page, 'messages-sold-out-on-submit');
     },
-    { blockWebSockets: true },
+    { blockPush: true },
   );
 });
 

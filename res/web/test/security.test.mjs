@@ -1,6 +1,9 @@
 // The browser user's least privilege, checked from outside with the same STOMP
-// client the page uses (@stomp/stompjs over the `ws` package) and the
-// credentials order-api hands out at /v1/client-config.
+// client the page uses (@stomp/stompjs over the `ws` package), connecting as
+// the page does: without credentials, with the settings order-api hands out
+// at /v1/client-config. The broker logs such a CONNECT in as its browser
+// user, whose password nobody outside the broker knows: so a real AMQP client
+// cannot log in as that user with anything the page or the API reveals.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -9,12 +12,13 @@ import WebSocket from 'ws';
 import amqp from 'amqplib';
 import { BASE_URL, required } from './helpers.mjs';
 
-const AMQP_URL = required('AMQP_URL');
+// Where pdf-generator's notifier publishes voucher.<id>: the browsers' vhost.
+const FANOUT_AMQP_URL = required('FANOUT_AMQP_URL');
 let config;
 
 before(async () => {
   config = await (await fetch(`${BASE_URL}/v1/client-config`)).json();
-  assert.equal(config.stomp_login, 'browser');
+  assert.deepEqual(Object.keys(config).sort(), ['stomp_url', 'stomp_vhost'], 'no credentials handed out');
 });
 
 /**
@@ -23,7 +27,7 @@ before(async () => {
  * with an ERROR frame or drops the session (RabbitMQ may close the socket
  * before its ERROR frame leaves). `onReady` sees the client after the receipt.
  */
-function attempt(action, { login = config.stomp_login, passcode = config.stomp_passcode, onReady } = {}) {
+function attempt(action, { login = null, passcode = null, onReady } = {}) {
   return new Promise((resolve, reject) => {
     let settled = false;
     const connectHeaders = { host: config.stomp_vhost };
@@ -124,13 +128,46 @@ for (const destination of refusedSends) {
   });
 }
 
-test('refused: CONNECT without credentials, and with a wrong passcode', async () => {
-  const anonymous = await attempt(null, { login: null });
-  assert.equal(anonymous.outcome, 'refused', anonymous.detail);
-  const wrong = await attempt(null, { passcode: 'not-the-passcode' });
-  assert.equal(wrong.outcome, 'refused', wrong.detail);
-  const right = await attempt(null);
-  assert.equal(right.outcome, 'accepted', 'the right credentials do connect');
+test('CONNECT without credentials is accepted; the browser login with a guessed passcode is refused', async () => {
+  const anonymous = await attempt(null);
+  assert.equal(anonymous.outcome, 'accepted', anonymous.detail);
+  for (const passcode of guesses()) {
+    const wrong = await attempt(null, { login: 'browser', passcode });
+    assert.equal(wrong.outcome, 'refused', `passcode ${JSON.stringify(passcode)}: ${wrong.detail}`);
+  }
+});
+
+/** Every passcode the page or the API could give away, and the old public one. */
+function guesses() {
+  return [...new Set(['browser', 'guest', '', ...Object.values(config).map(String)])];
+}
+
+/** How an AMQP 0-9-1 login (amqplib, PLAIN) as `user` ends. */
+async function amqpLogin(user, passcode, vhost) {
+  const url = new URL(FANOUT_AMQP_URL);
+  url.username = encodeURIComponent(user);
+  url.password = encodeURIComponent(passcode);
+  url.pathname = `/${encodeURIComponent(vhost)}`;
+  try {
+    const conn = await amqp.connect(url.toString());
+    await conn.close();
+    return 'accepted';
+  } catch (e) {
+    return `refused: ${e.message}`;
+  }
+}
+
+test('refused: AMQP (5672) login as the browser user with anything the page or the API reveals', async () => {
+  for (const vhost of [config.stomp_vhost, '/']) {
+    for (const passcode of guesses()) {
+      const outcome = await amqpLogin('browser', passcode, vhost);
+      assert.match(outcome, /^refused: .*ACCESS_REFUSED/, `vhost ${vhost}, passcode ${JSON.stringify(passcode)}`);
+    }
+  }
+  // The check is real: the publisher's own login does work there.
+  const publisher = new URL(FANOUT_AMQP_URL);
+  const own = await amqpLogin(decodeURIComponent(publisher.username), decodeURIComponent(publisher.password), config.stomp_vhost);
+  assert.equal(own, 'accepted');
 });
 
 test('accepted: SUBSCRIBE to its own voucher.<32 hex> and receive what the app publishes there', async () => {
@@ -154,9 +191,10 @@ test('accepted: SUBSCRIBE to its own voucher.<32 hex> and receive what the app p
       ),
     {
       onReady: async () => {
-        // Published by the application user over AMQP, as pdf-generator does;
-        // the other order's message must not arrive here.
-        const conn = await amqp.connect(AMQP_URL);
+        // Published by the application user over AMQP into the browsers'
+        // vhost, as pdf-generator's notifier does; the other order's message
+        // must not arrive here.
+        const conn = await amqp.connect(FANOUT_AMQP_URL);
         try {
           const ch = await conn.createConfirmChannel();
           ch.publish('amq.topic', `voucher.${other}`, Buffer.from(JSON.stringify({ ...message, order_id: other })), {

@@ -287,6 +287,12 @@ impl Harness {
 
     fn common_env(&self, cmd: &mut Command) {
         cmd.env("AMQP_URL", amqp_url())
+            // The notifier's fan-out into the pipeline's own vhost: the
+            // harness's customer side is one durable queue there, which the
+            // chaos tests need to survive a broker restart. The browsers'
+            // vhost is covered by the browser suite (res/web/test) and the
+            // drop simulator (dev/drop-smoke.sh).
+            .env("FANOUT_AMQP_URL", amqp_url())
             .env("S3_ENDPOINT", var("S3_ENDPOINT", "http://127.0.0.1:7480"))
             .env(
                 "S3_PUBLIC_ENDPOINT",
