@@ -1,8 +1,9 @@
 //! `pdf-generator bench-render [N]`: the renderer alone, old against new in
 //! one process, for `make bench` (dev/bench.sh) to report side by side.
 //!
-//! Renders N vouchers three ways on one thread, after a warm-up that builds
-//! the product's template and lets the fonts' cuts learn the names:
+//! Renders N vouchers three ways on one thread, taking turns in rounds of
+//! 50, after a warm-up that builds the product's template and lets the
+//! fonts' cuts learn the names:
 //! - `whole`: every voucher rendered whole ([`render_voucher`], the renderer
 //!   before templates);
 //! - `mix`: [`Printer::render`] on names in the drop simulator's mix of
@@ -84,42 +85,85 @@ fn order(i: usize, first: &[&str]) -> Order {
     }
 }
 
-/// Mean µs and bytes per voucher of `render` over `n` orders of `first`.
-fn time(
-    n: usize,
-    first: &[&str],
-    mut render: impl FnMut(&Order) -> Result<(Vec<u8>, bool), RenderError>,
-) -> Result<serde_json::Value, RenderError> {
-    let orders: Vec<Order> = (0..n).map(|i| order(i, first)).collect();
-    for o in orders.iter().take(FIRST.len() * LAST.len()) {
-        render(o)?; // warm-up: templates, the fonts' cuts, the allocator
-    }
-    let (mut bytes, mut stamped) = (0, 0);
-    let started = Instant::now();
-    for o in &orders {
-        let (pdf, was_stamped) = render(o)?;
-        bytes += pdf.len();
-        stamped += usize::from(was_stamped);
-    }
-    let us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
-    Ok(serde_json::json!({
-        "us_per_voucher": (us * 10.0).round() / 10.0,
-        "bytes_per_voucher": bytes / n,
-        "stamped_share": (stamped as f64 / n as f64 * 1000.0).round() / 1000.0,
-    }))
+/// A way of rendering an order: its bytes, and whether it was stamped.
+type Render<'a> = Box<dyn FnMut(&Order) -> Result<(Vec<u8>, bool), RenderError> + 'a>;
+
+/// One way of rendering, and what it has rendered so far.
+struct Way<'a> {
+    orders: Vec<Order>,
+    render: Render<'a>,
+    secs: f64,
+    bytes: usize,
+    stamped: usize,
 }
+
+impl<'a> Way<'a> {
+    fn new(
+        n: usize,
+        first: &[&str],
+        render: impl FnMut(&Order) -> Result<(Vec<u8>, bool), RenderError> + 'a,
+    ) -> Self {
+        Way {
+            orders: (0..n).map(|i| order(i, first)).collect(),
+            render: Box::new(render),
+            secs: 0.0,
+            bytes: 0,
+            stamped: 0,
+        }
+    }
+
+    /// Renders orders `range`, timed.
+    fn run(&mut self, range: std::ops::Range<usize>) -> Result<(), RenderError> {
+        let started = Instant::now();
+        for o in &self.orders[range] {
+            let (pdf, was_stamped) = (self.render)(o)?;
+            self.bytes += pdf.len();
+            self.stamped += usize::from(was_stamped);
+        }
+        self.secs += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn report(&self) -> serde_json::Value {
+        let n = self.orders.len();
+        let us = self.secs * 1e6 / n as f64;
+        serde_json::json!({
+            "us_per_voucher": (us * 10.0).round() / 10.0,
+            "bytes_per_voucher": self.bytes / n,
+            "stamped_share": (self.stamped as f64 / n as f64 * 1000.0).round() / 1000.0,
+        })
+    }
+}
+
+/// How many orders each way renders before the next takes its turn: the
+/// ways alternate in rounds, so a machine whose load changes during the run
+/// (other processes) slows them all alike and the ratios stay fair.
+const ROUND: usize = 50;
 
 fn measure(n: usize) -> Result<serde_json::Value, RenderError> {
     let printer = Printer::load()?;
-    let whole = time(n, &FIRST, |o| {
-        Ok((render_voucher(o, printer.fonts())?, false))
-    })?;
-    let mix = time(n, &FIRST, |o| {
-        printer.render(o).map(|v| (v.bytes, v.stamped))
-    })?;
-    let latin = time(n, &LATIN_FIRST, |o| {
-        printer.render(o).map(|v| (v.bytes, v.stamped))
-    })?;
+    let mut ways = [
+        Way::new(n, &FIRST, |o| {
+            Ok((render_voucher(o, printer.fonts())?, false))
+        }),
+        Way::new(n, &FIRST, |o| {
+            printer.render(o).map(|v| (v.bytes, v.stamped))
+        }),
+        Way::new(n, &LATIN_FIRST, |o| {
+            printer.render(o).map(|v| (v.bytes, v.stamped))
+        }),
+    ];
+    // Warm-up: the product's template, the fonts' cuts, the allocator.
+    for way in &mut ways {
+        way.run(0..n.min(FIRST.len() * LAST.len()))?;
+        (way.secs, way.bytes, way.stamped) = (0.0, 0, 0);
+    }
+    for start in (0..n).step_by(ROUND) {
+        for way in &mut ways {
+            way.run(start..(start + ROUND).min(n))?;
+        }
+    }
+    let [whole, mix, latin] = ways.map(|w| w.report());
     let ratio = |new: &serde_json::Value| {
         let (old, new) = (
             whole["us_per_voucher"].as_f64().unwrap_or(0.0),
