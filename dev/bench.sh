@@ -9,12 +9,22 @@
 #   3. the sold-out path: POST /v1/orders after sell-out (wrk, C);
 #   4. reservations: POST /v1/orders, stock larger than the run, C and 256
 #      (wrk), with order-api's peak RSS;
-#   5. a full drop with vouchers (the `drop` simulator, with pdf-generator).
+#   4c. reservations at C after BENCH_HISTORY_ORDERS earlier orders (bulk-loaded
+#      once by dev/bench/history.sql into a database kept between runs);
+#   5. a full drop with vouchers (the `drop` simulator, with pdf-generator), and
+#   5b. a 10,000-unit drop, with the CPU every process spent on it (dev/bench/cpu.py)
+#      and pdf-generator's own timings;
+#   6. the renderer alone, whole against stamped (pdf-generator bench-render);
+#   7. open pages: Web-STOMP connections in steps, each subscribed as the page
+#      subscribes, with the broker's memory and CPU and delivery times
+#      (dev/bench/browsers.py).
 # The same load tool (wrk, dev/bench/wrk_count.lua) drives rows 2-4.
 #
 # Knobs: BENCH_SECS (10) per row, BENCH_C (64), BENCH_DROP_UNITS (1000),
-# BENCH_DROP_CUSTOMERS (20000), BENCH_DROP_PREFETCH (96), BENCH_OUT (where the raw
-# outputs go).
+# BENCH_DROP_CUSTOMERS (20000), BENCH_DROP_PREFETCH (96), BENCH_BIG_DROP_UNITS (10000),
+# BENCH_BIG_DROP_CUSTOMERS (30000), BENCH_HISTORY_ORDERS (5000000),
+# BENCH_RENDER_VOUCHERS (2000), BENCH_BROWSER_STEPS ("1000 5000 10000"), BENCH_OUT
+# (where the raw outputs go).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +44,14 @@ DROP_CUSTOMERS=${BENCH_DROP_CUSTOMERS:-20000}
 # sets the voucher rate: 32 (the service default) caps it near 150/s here; from
 # 96 on, the machine's CPU is the bound.
 DROP_PREFETCH=${BENCH_DROP_PREFETCH:-96}
+BIG_DROP_UNITS=${BENCH_BIG_DROP_UNITS:-10000}
+BIG_DROP_CUSTOMERS=${BENCH_BIG_DROP_CUSTOMERS:-30000}
+# Earlier orders for row 4c, as drops of 10,000 (fewer if the count is smaller).
+HISTORY_ORDERS=${BENCH_HISTORY_ORDERS:-5000000}
+HISTORY_PER_DROP=$((HISTORY_ORDERS < 10000 ? HISTORY_ORDERS : 10000))
+HISTORY_DROPS=$((HISTORY_ORDERS / HISTORY_PER_DROP))
+RENDER_VOUCHERS=${BENCH_RENDER_VOUCHERS:-2000}
+read -ra BROWSER_STEPS <<<"${BENCH_BROWSER_STEPS:-1000 5000 10000}"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${BENCH_OUT:-$TARGET_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
@@ -60,6 +78,13 @@ APPDB=bench_app_$ID
 DROPDB=bench_drop_$ID
 EXCHANGE=bench.orders.$ID
 DROP_EXCHANGE=bench.drop.orders.$ID
+BIG_DROPDB=bench_bigdrop_$ID
+BIG_DROP_EXCHANGE=bench.bigdrop.orders.$ID
+HISTORY_EXCHANGE=bench.history.orders.$ID
+# Kept between runs: named for the schema (its last migration) and the load.
+LAST_MIGRATION=$(find order-api/migrations -maxdepth 1 -name 'V*__*.sql' | sort -V | tail -n1 | sed -E 's|.*/V([0-9]+)__.*|\1|')
+HISTDB=bench_history_v${LAST_MIGRATION}_${HISTORY_DROPS}x${HISTORY_PER_DROP}
+HISTORY_SKU=BENCH-H64-$ID
 ADMIN_TOKEN=bench-$(random_hex 16)
 export ADMIN_TOKEN
 cleanup() {
@@ -67,8 +92,19 @@ cleanup() {
     drop_db "$PGDB"
     drop_db "$APPDB"
     drop_db "$DROPDB"
+    drop_db "$BIG_DROPDB"
+    # The history database stays (reloading it is the slow part); only this
+    # run's orders leave it.
+    forget_history_run
     delete_broker_objects "bench.$ID" "$EXCHANGE"
     delete_broker_objects "bench.$ID" "$DROP_EXCHANGE"
+    delete_broker_objects "bench.big.$ID" "$BIG_DROP_EXCHANGE"
+    delete_broker_objects "bench.$ID" "$HISTORY_EXCHANGE"
+}
+forget_history_run() {
+    psql "$(db_url "$HISTDB")" -qAt -c "DELETE FROM orders WHERE sku NOT LIKE 'HIST-%';
+        DELETE FROM outbox; DELETE FROM idempotency_keys;
+        DELETE FROM products WHERE sku NOT LIKE 'HIST-%'" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -79,6 +115,7 @@ trap 'exit 130' INT TERM
     echo "c=$C"
     echo "c_high=$C_HIGH"
     echo "drop_prefetch=$DROP_PREFETCH"
+    echo "history_orders=$((HISTORY_DROPS * HISTORY_PER_DROP))"
     echo "cpus=$(nproc)"
     echo "cpu_model=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
     echo "postgres=$("$PGBENCH" --version | awk '{print $NF}')"
@@ -86,6 +123,10 @@ trap 'exit 130' INT TERM
     echo "git=$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo -dirty)"
     echo "build_secs=$((T_BUILT - T_START))"
 } >"$OUT/meta.txt"
+
+# ---- 6. the renderer alone: whole against stamped, one thread ------------------
+log "renderer: $RENDER_VOUCHERS vouchers each, rendered whole and stamped"
+"$REL/pdf-generator" bench-render "$RENDER_VOUCHERS" >"$OUT/render_ab.json"
 
 # ---- 1. pgbench ---------------------------------------------------------------
 log "pgbench: fresh database $PGDB"
@@ -162,25 +203,80 @@ curl -fsS "$OA_METRICS_URL/metrics" >"$OUT/order-api.metrics" || true
 stop_pid "$OA_PID"
 drop_db "$APPDB"
 
-# ---- 5. a full drop -----------------------------------------------------------
-log "full drop: S=$DROP_UNITS N=$DROP_CUSTOMERS C=$C, with pdf-generator (release, PREFETCH=$DROP_PREFETCH)"
-create_db "$DROPDB"
-start_order_api "$REL/order-api" "$(db_url "$DROPDB")" "$DROP_EXCHANGE" "$OUT/order-api-drop.log"
-start_pdf_generator "$REL/pdf-generator" "$DROP_EXCHANGE" "bench.$ID" "$OUT/pdf-generator.log" \
-    PREFETCH="$DROP_PREFETCH"
-drop_status=0
-"$REL/drop" --target "$OA_URL" --database-url "$(db_url "$DROPDB")" \
-    --units "$DROP_UNITS" --customers "$DROP_CUSTOMERS" --concurrency "$C" \
-    --duplicates 0.05 --retries 0.05 --voucher-timeout-secs 120 \
-    --json "$OUT/drop.json" | tee "$OUT/drop.txt" || drop_status=$?
-echo "$drop_status" >"$OUT/drop.status"
-stop_all
+# ---- 4c. reservations after a season of drops ------------------------------------
+history_url=$(db_url "$HISTDB")
+history_loaded() {
+    [[ $(psql "$history_url" -qAt -c "SELECT count(*) FROM products WHERE sku LIKE 'HIST-%'" 2>/dev/null) == "$HISTORY_DROPS" ]]
+}
+T_HISTORY=$SECONDS
+if history_loaded; then
+    log "history: $HISTDB is loaded (kept from an earlier run)"
+    echo 0 >"$OUT/history_load.secs"
+else
+    log "history: loading $HISTDB: $HISTORY_DROPS earlier drops of $HISTORY_PER_DROP orders"
+    drop_db "$HISTDB"
+    create_db "$HISTDB"
+    # order-api migrates it, as it would in production.
+    start_order_api "$REL/order-api" "$history_url" "$HISTORY_EXCHANGE" "$OUT/order-api-history-migrate.log"
+    stop_pid "$OA_PID"
+    psql "$history_url" -q -v drops="$HISTORY_DROPS" -v per_drop="$HISTORY_PER_DROP" \
+        -f dev/bench/history.sql >"$OUT/history_load.txt" 2>&1
+    echo $((SECONDS - T_HISTORY)) >"$OUT/history_load.secs"
+fi
+forget_history_run
+psql "$history_url" -qAt -c "SELECT count(*) FROM orders" >"$OUT/history.orders_before"
+start_order_api "$REL/order-api" "$history_url" "$HISTORY_EXCHANGE" "$OUT/order-api-history.log"
+put_product "$HISTORY_SKU" 100000000
+# Warm-up (not reported), as for rows 2-4: the indexes' pages into the cache.
+put_product "$HISTORY_SKU-warm" 100000000
+env BENCH_MODE=post BENCH_SKU="$HISTORY_SKU-warm" BENCH_PHONE_BASE=0 \
+    wrk -t2 -c"$C" -d2s -s dev/bench/wrk_count.lua "$OA_URL" >/dev/null 2>&1 || true
+wrk_row reserve_history "$C" BENCH_MODE=post BENCH_SKU="$HISTORY_SKU" BENCH_PHONE_BASE=0
+psql "$history_url" -qAt -c "SELECT count(*) FROM orders WHERE sku = '$HISTORY_SKU'" >"$OUT/wrk_reserve_history.orders"
+psql "$history_url" -qAt -c "SELECT pg_database_size(current_database())" >"$OUT/history.db_bytes"
+stop_pid "$OA_PID"
+forget_history_run
+
+# ---- 5. full drops ----------------------------------------------------------------
+# run_drop NAME DATABASE EXCHANGE SUFFIX UNITS CUSTOMERS: one drop on a fresh
+# database, with the CPU each process of the stack spent on it and
+# pdf-generator's metrics afterwards. Writes $OUT/NAME.{json,txt,status,cpu.json}.
+run_drop() {
+    local name=$1 db=$2 exchange=$3 suffix=$4 units=$5 customers=$6 status=0
+    log "$name: S=$units N=$customers C=$C, with pdf-generator (release, PREFETCH=$DROP_PREFETCH)"
+    create_db "$db"
+    start_order_api "$REL/order-api" "$(db_url "$db")" "$exchange" "$OUT/order-api-$name.log"
+    start_pdf_generator "$REL/pdf-generator" "$exchange" "$suffix" "$OUT/pdf-generator-$name.log" \
+        PREFETCH="$DROP_PREFETCH"
+    python3 dev/bench/cpu.py snapshot "$OUT/$name.cpu0"
+    "$REL/drop" --target "$OA_URL" --database-url "$(db_url "$db")" \
+        --units "$units" --customers "$customers" --concurrency "$C" \
+        --duplicates 0.05 --retries 0.05 --voucher-timeout-secs 300 \
+        --json "$OUT/$name.json" | tee "$OUT/$name.txt" || status=$?
+    python3 dev/bench/cpu.py snapshot "$OUT/$name.cpu1"
+    python3 dev/bench/cpu.py diff "$OUT/$name.cpu0" "$OUT/$name.cpu1" >"$OUT/$name.cpu.json"
+    curl -fsS "$PDF_URL/metrics" >"$OUT/$name.pdf-generator.metrics" || true
+    echo "$status" >"$OUT/$name.status"
+    stop_all
+    drop_db "$db"
+}
+run_drop drop "$DROPDB" "$DROP_EXCHANGE" "bench.$ID" "$DROP_UNITS" "$DROP_CUSTOMERS"
+run_drop big_drop "$BIG_DROPDB" "$BIG_DROP_EXCHANGE" "bench.big.$ID" "$BIG_DROP_UNITS" "$BIG_DROP_CUSTOMERS"
+drop_status=$(($(cat "$OUT/drop.status") | $(cat "$OUT/big_drop.status")))
+
+# ---- 7. open pages ------------------------------------------------------------
+# As the browser user and vhost the stack's env names (STOMP_*), whichever they are.
+log "open pages: Web-STOMP connections in steps of ${BROWSER_STEPS[*]}"
+(
+    ulimit -n $((${BROWSER_STEPS[-1]} * 2 + 1024))
+    "${STACK_PYTHON:-python3}" dev/bench/browsers.py "$OUT/browsers.json" "${BROWSER_STEPS[@]}"
+) >"$OUT/browsers.txt" 2>&1 || log "open pages: the load tool failed (see $OUT/browsers.txt)"
 
 echo "total_secs=$((SECONDS - T_START))" >>"$OUT/meta.txt"
 log "writing docs/benchmarks.md, docs/benchmarks.json, docs/benchmarks.svg"
 python3 dev/bench/report.py "$OUT" docs
 log "done in $((SECONDS - T_START))s (raw outputs in $OUT)"
 if ((drop_status != 0)); then
-    log "the full drop's invariants FAILED (see $OUT/drop.txt)"
+    log "a full drop's invariants FAILED (see $OUT/drop.txt and $OUT/big_drop.txt)"
     exit 1
 fi

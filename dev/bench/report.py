@@ -95,6 +95,46 @@ def rss_mib():
     }
 
 
+def prom_mean(text, name):
+    """Mean of a Prometheus histogram over all its label sets, and its count."""
+    total = sum(float(x) for x in re.findall(rf"^{name}_sum(?:\{{[^}}]*\}})? ([\d.e+-]+)$", text, re.M))
+    count = sum(float(x) for x in re.findall(rf"^{name}_count(?:\{{[^}}]*\}})? ([\d.e+-]+)$", text, re.M))
+    return (total / count if count else None), int(count)
+
+
+def drop_row(name):
+    """One drop's report, with where its CPU went and pdf-generator's timings."""
+    path = raw / f"{name}.json"
+    if not path.exists():
+        return None
+    out = json.loads(path.read_text())
+    status = raw / f"{name}.status"
+    out["exit_status"] = int(status.read_text().strip()) if status.exists() else None
+    delivered = (out.get("vouchers") or {}).get("delivered") or 0
+    cpu_path = raw / f"{name}.cpu.json"
+    if cpu_path.exists() and delivered:
+        cpu = json.loads(cpu_path.read_text())
+        out["cpu_ms_per_voucher"] = {k: round(v * 1000 / delivered, 2) for k, v in cpu.items() if v * 1000 / delivered >= 0.05}
+        out["cpu_ms_per_voucher_total"] = round(sum(cpu.values()) * 1000 / delivered, 2)
+    metrics = raw / f"{name}.pdf-generator.metrics"
+    if metrics.exists():
+        text = metrics.read_text()
+        timings = {}
+        for key, metric in [
+            ("render", "render_duration_seconds"),
+            ("upload_attempt", "upload_duration_seconds"),
+            ("notify_publish", "notifier_publish_duration_seconds"),
+            ("handle_message", "message_handle_duration_seconds"),
+            ("end_to_end", "voucher_end_to_end_seconds"),
+        ]:
+            mean, count = prom_mean(text, metric)
+            timings[key] = {"mean_ms": round(mean * 1000, 3) if mean is not None else None, "count": count}
+        out["pdf_generator_timings"] = timings
+        stamped = re.findall(r'^voucher_renders_total\{how="(\w+)"\} ([\d.e+]+)$', text, re.M)
+        out["renders"] = {how: int(float(n)) for how, n in stamped}
+    return out
+
+
 m = meta()
 result = {
     "date_utc": m.get("date_utc"),
@@ -114,14 +154,22 @@ result = {
         "sold_out": wrk("sold_out", ["409"]),
         "reservations_c64": wrk("reserve_c64", ["201"]),
         "reservations_c256": wrk("reserve_c256", ["201"]),
+        "reservations_after_history": wrk("reserve_history", ["201"]),
     },
+    "history": {
+        "orders_before": int((raw / "history.orders_before").read_text().strip() or 0),
+        "database_bytes": int((raw / "history.db_bytes").read_text().strip() or 0),
+        "load_secs": int((raw / "history_load.secs").read_text().strip() or 0),
+    },
+    "renderer": json.loads((raw / "render_ab.json").read_text()),
     "reservation_batch_size": batch_size(),
     "memory": rss_mib(),
 }
-drop_path = raw / "drop.json"
-result["full_drop"] = json.loads(drop_path.read_text()) if drop_path.exists() else None
-status = raw / "drop.status"
-result["full_drop_exit_status"] = int(status.read_text().strip()) if status.exists() else None
+result["full_drop"] = drop_row("drop")
+result["full_drop_exit_status"] = (result["full_drop"] or {}).get("exit_status")
+result["big_drop"] = drop_row("big_drop")
+browsers_path = raw / "browsers.json"
+result["browsers"] = json.loads(browsers_path.read_text()) if browsers_path.exists() else None
 
 ceiling = result["http"]["ceiling_healthz"]["answers_per_s"]
 single = result["pgbench"]["single_statement"]["tps"]
@@ -129,6 +177,7 @@ acc64 = result["http"]["reservations_c64"]["answers_per_s"]
 acc256 = result["http"]["reservations_c256"]["answers_per_s"]
 sold = result["http"]["sold_out"]["answers_per_s"]
 p99_64 = result["http"]["reservations_c64"]["latency_ms"]["p99"]
+acc_hist = result["http"]["reservations_after_history"]["answers_per_s"]
 
 
 def ratio(a, b):
@@ -140,7 +189,11 @@ result["ratios"] = {
     "accepted_c64_over_pgbench_single": ratio(acc64, single),
     "sold_out_over_http_ceiling": ratio(sold, ceiling),
     "accepted_c256_over_http_ceiling": ratio(acc256, ceiling),
+    "accepted_c64_after_history_over_empty": ratio(acc_hist, acc64),
+    "render_whole_over_stamped_mix": result["renderer"].get("speedup_mix"),
 }
+bd = result["big_drop"] or {}
+bv = bd.get("vouchers") or {}
 d = result["full_drop"] or {}
 v = d.get("vouchers") or {}
 rss = result["memory"]["c256_peak_sampled_mib"]
@@ -156,6 +209,12 @@ targets = [
     ("Full drop delivers 100% of its vouchers", f"{v.get('delivered')}/{v.get('expected')}", bool(v) and v.get("delivered") == v.get("expected") and (v.get("expected") or 0) > 0),
     ("Voucher end-to-end p99 ≤ 10 s", f"{(v.get('e2e_ms') or {}).get('p99')} ms", ((v.get("e2e_ms") or {}).get("p99") or 1e18) <= 10_000),
     ("order-api RSS ≤ 64 MiB at C=256", f"{rss} MiB", rss is not None and rss <= 64),
+    ("Reservations after the history ≥ 0.9× the empty table (C=64, issue 21)",
+     f"{result['ratios']['accepted_c64_after_history_over_empty']}×", (result["ratios"]["accepted_c64_after_history_over_empty"] or 0) >= 0.9),
+    (f"{bd.get('units') or 0:,}-unit drop: ≥ 500 vouchers/s from the first 201 (issue 21)",
+     f"{bv.get('throughput_after_first_201_per_s')}/s", (bv.get("throughput_after_first_201_per_s") or 0) >= 500),
+    (f"{bd.get('units') or 0:,}-unit drop delivers 100% of its vouchers", f"{bv.get('delivered')}/{bv.get('expected')}",
+     bool(bv) and bv.get("delivered") == bv.get("expected") and (bv.get("expected") or 0) > 0),
 ]
 result["targets"] = [{"target": t, "measured": mval, "met": bool(ok)} for t, mval, ok in targets]
 docs.mkdir(parents=True, exist_ok=True)
@@ -173,6 +232,10 @@ bars = [
     ("full drop: accepted", d.get("accepted_per_s"), "accepted/s", "#dd8452"),
     ("full drop: sold-out answers", d.get("sold_out_per_s"), "answers/s", "#dd8452"),
     ("full drop: vouchers", v.get("throughput_per_s"), "vouchers/s", "#dd8452"),
+    (f"reservations C={result['concurrency']}, after history", acc_hist, "accepted/s", "#c44e52"),
+    (f"{bd.get('units') or 0:,}-unit drop: vouchers", bv.get("throughput_after_first_201_per_s"), "vouchers/s", "#dd8452"),
+    ("renderer alone: whole", 1e6 / (result["renderer"]["whole"]["us_per_voucher"] or 1e9), "vouchers/s", "#8172b3"),
+    ("renderer alone: stamped (mix)", 1e6 / (result["renderer"]["mix"]["us_per_voucher"] or 1e9), "vouchers/s", "#8172b3"),
 ]
 bars = [b for b in bars if b[1]]
 W, left, right, row_h, top = 900, 290, 130, 30, 50
@@ -244,6 +307,40 @@ if d:
     )
 else:
     lines.append("| 5 | full drop | drop simulator | – | did not run | – | – | see the raw outputs |")
+hist = result["history"]
+hr = http["reservations_after_history"]
+lines.insert(
+    len(lines) - 1,
+    f"| 4c | reservations after {f(hist['orders_before'])} earlier orders | wrk | {C} | {f(acc_hist)} accepted/s | {hr['latency_ms']['p50']} ms | {hr['latency_ms']['p99']} ms | "
+    f"{result['ratios']['accepted_c64_after_history_over_empty']}× row 4a; database {f(hist['database_bytes'] / 2**20)} MiB; "
+    f"answers {hr['answers']}; {f(hr.get('orders_in_db'))} orders written |",
+)
+if bd:
+    e2e = bv.get("e2e_ms") or {}
+    lines.append(
+        f"| 5b | large drop: S={bd.get('units')}, N={bd.get('customers')} | drop simulator | {bd.get('concurrency')} | "
+        f"{f(bv.get('throughput_after_first_201_per_s'))} vouchers/s from the first 201 | e2e {f(e2e.get('p50'))} ms | e2e {f(e2e.get('p99'))} ms | "
+        f"first 201 to last voucher_ready {bv.get('first_201_to_last_voucher_s')} s; vouchers {bv.get('delivered')}/{bv.get('expected')}; "
+        f"{f(bd.get('accepted_per_s'))} accepted/s; invariants {'hold' if bd.get('ok') else 'FAILED'} |"
+    )
+r = result["renderer"]
+lines.append(
+    f"| 6 | renderer alone, one thread: whole / stamped (drop's mix of scripts) / stamped (Latin) | pdf-generator bench-render | 1 | "
+    f"{r['whole']['us_per_voucher']} / {r['mix']['us_per_voucher']} / {r['latin']['us_per_voucher']} µs per voucher | – | – | "
+    f"{r['speedup_mix']}× and {r['speedup_latin']}× faster than whole; {f(r['whole']['bytes_per_voucher'])} / {f(r['mix']['bytes_per_voucher'])} / "
+    f"{f(r['latin']['bytes_per_voucher'])} bytes; {round(100 * r['mix']['stamped_share'])}% of the mix stamped |"
+)
+br = result["browsers"]
+for step in (br or {}).get("steps", []):
+    lines.append(
+        f"| 7 | open pages: {f(step['connections'])} Web-STOMP connections, each subscribed to `stock.<sku>` | dev/bench/browsers.py | – | "
+        f"stock message to all in {f(step['stock_fanout_ms'])} ms ({f(step['stock_delivered'])} got it) | – | – | "
+        f"broker {f(step['broker_memory_mib'])} MiB ({step['broker_kib_per_connection']} KiB per connection), "
+        f"{step['broker_cpu_ms_per_connection_opened']} ms CPU per connection opened, idle {round(100 * step['broker_idle_cpu_share'], 1)}% of a core; "
+        f"one voucher.<id> message to its page in {step['voucher_ms']} ms; {step['refused']} refused |"
+    )
+if br is None:
+    lines.append("| 7 | open pages | dev/bench/browsers.py | – | did not run | – | – | see browsers.txt in the raw outputs |")
 bs = result["reservation_batch_size"]
 lines += [
     "",
@@ -258,14 +355,77 @@ lines += [
     f"| accepted orders/s (C={C}) ÷ pgbench single-statement TPS | {result['ratios']['accepted_c64_over_pgbench_single']} |",
     f"| sold-out answers/s ÷ HTTP ceiling | {result['ratios']['sold_out_over_http_ceiling']} |",
     f"| accepted orders/s (C=256) ÷ HTTP ceiling | {result['ratios']['accepted_c256_over_http_ceiling']} |",
+    f"| accepted orders/s (C={C}) after the history ÷ on the empty table | {result['ratios']['accepted_c64_after_history_over_empty']} |",
+    f"| renderer: whole ÷ stamped, µs per voucher (the drop's mix) | {result['ratios']['render_whole_over_stamped_mix']} |",
     "",
-    "## Targets (issue 7)",
+    "## Targets (issues 7 and 21)",
     "",
     "| target | measured | |",
     "|---|---|---|",
 ]
 for t in result["targets"]:
     lines.append(f"| {t['target']} | {t['measured']} | {'met' if t['met'] else '**missed**'} |")
+if br and br.get("steps"):
+    last = br["steps"][-1]
+    visitors = 100_000
+    per_conn_kib = last["broker_kib_per_connection"]
+    mem_gib = per_conn_kib * visitors / 2**20
+    idle_cores = last["broker_idle_cpu_us_per_connection_s"] * visitors / 1e6
+    open_core_s = last["broker_cpu_ms_per_connection_opened"] * visitors / 1000
+    # A node may use 40% of its memory before RabbitMQ's default high watermark
+    # blocks publishers; size 8 GiB nodes to stay at half of that.
+    node_gib, usable = 8, 0.4 * 0.5
+    nodes = max(1, math.ceil(mem_gib / (node_gib * usable)))
+    fanout_per_conn_us = last["stock_fanout_ms"] * 1000 / max(last["connections"], 1)
+    result["browsers"]["extrapolated_100k"] = {
+        "broker_memory_gib": round(mem_gib, 1),
+        "idle_cores": round(idle_cores, 2),
+        "core_seconds_to_open_all": round(open_core_s),
+        "stock_fanout_s_one_node": round(fanout_per_conn_us * visitors / 1e6, 1),
+        "nodes_8gib": nodes,
+    }
+    x = result["browsers"]["extrapolated_100k"]
+    lines += [
+        "",
+        "## Open pages at 100,000 visitors (extrapolated from row 7)",
+        "",
+        f"From the last step ({f(last['connections'])} connections), linearly: {f(visitors)} open pages would hold "
+        f"**{x['broker_memory_gib']} GiB** of broker memory ({per_conn_kib} KiB each), keep **{x['idle_cores']} cores** busy "
+        f"with heart-beats and bookkeeping when nothing happens, cost about {f(x['core_seconds_to_open_all'])} core-seconds "
+        f"to open (a drop's opening minute, if they all arrive at once), and one `stock.<sku>` message would take about "
+        f"{x['stock_fanout_s_one_node']} s to reach them all from one node. With 8 GiB nodes kept at half of RabbitMQ's "
+        f"default memory high watermark (0.4), that is **{x['nodes_8gib']} node(s)** for the browsers alone; "
+        "docs/operations.md sizes the cluster from this.",
+    ]
+
+if bd.get("cpu_ms_per_voucher"):
+    t = bd.get("pdf_generator_timings") or {}
+    lines += [
+        "",
+        "## Where a voucher's time goes (row 5b)",
+        "",
+        f"CPU per delivered voucher over the {f(bd.get('units'))}-unit drop, by process ({bd['cpu_ms_per_voucher_total']} ms in all, "
+        f"on {m.get('cpus')} cores; from /proc, dev/bench/cpu.py), and pdf-generator's own timings (wall clock, means of its histograms):",
+        "",
+        "| process | CPU ms per voucher |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in bd["cpu_ms_per_voucher"].items()]
+    lines += [
+        "",
+        "| pdf-generator step | mean | count |",
+        "|---|---|---|",
+    ]
+    for key, label in [
+        ("render", "render one voucher (in the blocking pool)"),
+        ("upload_attempt", "one S3 PUT attempt"),
+        ("handle_message", "one orders or event message, taken to settled"),
+        ("notify_publish", "one voucher_ready publish to its confirm"),
+        ("end_to_end", "order commit to voucher_ready publish"),
+    ]:
+        lines.append(f"| {label} | {(t.get(key) or {}).get('mean_ms')} ms | {f((t.get(key) or {}).get('count'))} |")
+    lines.append("")
+    lines.append(f"Renders: {bd.get('renders')}.")
 lines += [
     "",
     "## How each row is measured",
@@ -281,6 +441,19 @@ lines += [
     f"`PREFETCH={m.get('drop_prefetch', '32')}` uploads in flight), on a fresh database. Accepted orders/s is over the window from the first request to the last 201; sold-out/s from "
     "the first sold-out answer to the last answer; voucher latency from each 201 to its `voucher_ready` on "
     "`voucher.<order_id>`; voucher throughput is delivered vouchers over the window from the first request to the last voucher.",
+    f"- **4c**: as 4a, on a database that already holds {f(result['history']['orders_before'])} orders of earlier drops "
+    "(dev/bench/history.sql: sold-out products of 10,000 orders each, bulk-loaded with one `INSERT ... SELECT generate_series` "
+    "and the keys built after; the database is kept between runs, named for the schema and the load). "
+    f"This run's load took {result['history']['load_secs']} s (0: kept from an earlier run).",
+    "- **5b**: as 5, with 10,000 units; vouchers/s over the window from the first 201 to the last `voucher_ready`. "
+    "The CPU of every process in the bench's network namespace is read from /proc before and after the drop.",
+    "- **6**: `pdf-generator bench-render N` (pdf-generator/src/bench.rs): the same N orders rendered whole (the renderer "
+    "before templates) and stamped onto the product's template, on one thread, after a warm-up.",
+    "- **7**: dev/bench/browsers.py opens Web-STOMP connections as the page does (STOMP 1.2 as the stack's browser "
+    "user and vhost, heart-beats 10 s both ways, one subscription to `/exchange/amq.topic/stock.<sku>`), in cumulative "
+    "steps, 200 at a time. Broker memory is the management API's `mem_used` less the value before the first step; CPU "
+    "is the broker's from /proc, while opening and over 10 idle seconds. Fan-out is from the AMQP publish to the last "
+    "page's MESSAGE frame; the voucher message goes to one extra page subscribed to its own `voucher.<id>`.",
     "",
 ]
 notes = Path(__file__).with_name("notes.md")

@@ -11,11 +11,13 @@
 //! - [`http`] and [`metrics`]: /healthz, /readyz, /metrics.
 //! - [`publish`]: publishing with confirms, for both roles.
 //! - [`telemetry`]: log setup.
+//! - [`bench`]: `pdf-generator bench-render N`, the renderer alone, for make bench.
 //!
 //! What pdf-generator shares with order-api (the order id, the messages, the
 //! broker names, the S3 client, the rule for environment variables) is in
 //! the drop-contract crate.
 
+mod bench;
 mod config;
 mod consumer;
 mod events;
@@ -45,6 +47,12 @@ use crate::http::Readiness;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, rest @ ..] = args.as_slice() {
+        if command == "bench-render" {
+            return bench::run(rest.first().map_or("2000", String::as_str));
+        }
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -73,13 +81,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     if config.role.renders() {
         // Parsing a 4 MB CJK font takes a moment; keep it off the runtime.
-        let fonts = tokio::task::spawn_blocking(render::Fonts::load)
+        let printer = tokio::task::spawn_blocking(render::Printer::load)
             .await
             .context("loading fonts")??;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let renderer = worker::Renderer {
             store: store.clone(),
-            fonts: Arc::new(fonts),
+            printer: Arc::new(printer),
             exchange: config.orders_exchange.clone(),
             queue: config.orders_queue.clone(),
             max_attempts: config.max_attempts,

@@ -25,6 +25,9 @@ pub const REQUEUED: &str = "messages_requeued_total";
 pub const RETRIES: &str = "retries_total";
 /// Time to render one voucher.
 pub const RENDER_SECONDS: &str = "render_duration_seconds";
+/// Vouchers rendered, by `how`: `stamped` onto the product's template, or
+/// rendered `whole` (a name with characters the template's fonts lack).
+pub const RENDERED: &str = "voucher_renders_total";
 /// Time of one S3 PUT attempt, by `outcome` (`ok` or `error`).
 pub const UPLOAD_SECONDS: &str = "upload_duration_seconds";
 /// Vouchers uploaded (after retries).
@@ -66,6 +69,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     describe_counter!(REQUEUED, "Deliveries handed back to the broker");
     describe_counter!(RETRIES, "Retries after a transient failure");
     describe_histogram!(RENDER_SECONDS, Unit::Seconds, "Time to render one voucher");
+    describe_counter!(RENDERED, "Vouchers rendered, stamped or whole");
     describe_histogram!(UPLOAD_SECONDS, Unit::Seconds, "Time of one S3 PUT attempt");
     describe_counter!(UPLOADED, "Vouchers uploaded to the object store");
     describe_counter!(PUBLISHED, "voucher_ready messages confirmed by the broker");

@@ -32,16 +32,14 @@ use crate::consumer::{Handler, Outcome};
 use crate::metrics;
 use crate::order::{Order, OrderId};
 use crate::publish::{self, Message};
+use crate::render::Printer;
 use crate::retry::{Backoff, RetryError, retry};
 use crate::store::Store;
-use crate::{
-    order::voucher_code,
-    render::{Fonts, render_voucher},
-};
+use crate::order::voucher_code;
 
 pub struct Renderer {
     pub store: Store,
-    pub fonts: Arc<Fonts>,
+    pub printer: Arc<Printer>,
     pub exchange: String,
     pub queue: String,
     pub max_attempts: u32,
@@ -178,17 +176,21 @@ impl Renderer {
             let Ok(_slot) = self.render_slots.acquire().await else {
                 return Outcome::Requeue;
             };
-            let fonts = Arc::clone(&self.fonts);
+            let printer = Arc::clone(&self.printer);
             let key = self.signing_key.clone();
             let started = Instant::now();
             let rendered = tokio::task::spawn_blocking(move || {
                 let code = voucher_code(&order, key.as_deref());
-                render_voucher(&order, &code, &fonts)
+                printer.render(&order, &code)
             })
             .await;
             ::metrics::histogram!(metrics::RENDER_SECONDS).record(started.elapsed().as_secs_f64());
             match rendered {
-                Ok(Ok(pdf)) => pdf,
+                Ok(Ok(voucher)) => {
+                    let how = if voucher.stamped { "stamped" } else { "whole" };
+                    ::metrics::counter!(metrics::RENDERED, "how" => how).increment(1);
+                    voucher.bytes
+                }
                 Ok(Err(e)) => {
                     tracing::error!(%order_id, error = %e, "render failed; dead-lettering");
                     return Outcome::DeadLetter("render_failed");

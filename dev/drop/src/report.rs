@@ -309,6 +309,13 @@ async fn voucher_report(
     let window = last.map_or(Duration::ZERO, |l| {
         l.saturating_duration_since(load_started)
     });
+    // From the first 201 of the drop to its last voucher_ready: how long the
+    // vouchers take to get out, without the time before the first sale.
+    let first_accepted = accepted_at.values().min().copied();
+    let out_window = match (first_accepted, last) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first),
+        _ => Duration::ZERO,
+    };
     let report = json!({
         "expected": expected,
         "delivered": delivered,
@@ -318,6 +325,8 @@ async fn voucher_report(
         "throughput_per_s": rate(delivered as u64, window),
         "throughput_window": "from the first request to the last voucher_ready",
         "last_voucher_after_s": round(secs(window), 3),
+        "first_201_to_last_voucher_s": round(secs(out_window), 3),
+        "throughput_after_first_201_per_s": rate(delivered as u64, out_window),
         "ready_but_not_announced": ready_not_announced,
         "malformed_or_foreign": malformed.len(),
         "redelivered": redelivered,

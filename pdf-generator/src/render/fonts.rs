@@ -54,6 +54,11 @@ const COMMON_LATIN: [std::ops::RangeInclusive<char>; 6] = [
     '\u{20ac}'..='\u{20ac}',
 ];
 
+/// The characters of [`COMMON_LATIN`].
+pub(super) fn common_latin() -> impl Iterator<Item = char> {
+    COMMON_LATIN.iter().cloned().flatten()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Face {
     Latin = 0,

@@ -25,7 +25,7 @@ const LABEL_ISSUED: &str = "Issued";
 const LABEL_PICKUP: &str = "Pickup";
 const FOOTER: &str = "Show this code at the counter to collect your order.";
 
-const BLACK: Color = Color::Rgb(Rgb {
+pub(super) const BLACK: Color = Color::Rgb(Rgb {
     r: 0.0,
     g: 0.0,
     b: 0.0,
@@ -80,9 +80,33 @@ impl<'a> Content<'a> {
     }
 
     /// Every text the page can show, including the ellipsis `fitted` may add.
-    /// A text [`page`] draws that is missing here would find no glyphs in the
+    /// A text [`place`] sets that is missing here would find no glyphs in the
     /// embedded subsets.
     pub(super) fn texts(&self) -> [&str; 13] {
+        let [a, b, c, d, e, f, g, h, i, j] = self.product_texts();
+        [
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+            h,
+            i,
+            j,
+            &self.full_name,
+            self.order.order_id.as_str(),
+            &self.issued,
+        ]
+    }
+
+    /// The texts every voucher of the product shows: the labels, the ellipsis,
+    /// the product. With [`OWN_FIXED_CHARS`], every character a voucher of the
+    /// product draws besides the customer's name. The pickup window is the
+    /// product's (every order of a drop has the same), although its lines sit
+    /// below the name and so are stamped with the order's.
+    pub(super) fn product_texts(&self) -> [&str; 10] {
         [
             LABEL_TITLE,
             LABEL_TO,
@@ -94,26 +118,54 @@ impl<'a> Content<'a> {
             "…",
             &self.order.product_name,
             &self.sku,
-            &self.full_name,
-            self.order.order_id.as_str(),
-            &self.issued,
         ]
     }
 }
 
-/// The voucher's one page, its text set in the fonts embedded as `ids`
-/// (indexed by face, as [`Fonts::runs`] splits text).
-pub(super) fn page(
-    content: &Content<'_>,
-    fonts: &Fonts,
-    ids: &[FontId; 2],
-) -> Result<PdfPage, RenderError> {
+/// Every character an order's own lines hold apart from the name and the
+/// labels: the order id (lower-case hex) and the issue time.
+pub(super) const OWN_FIXED_CHARS: &str = "0123456789abcdef-: UTC";
+
+/// Whether a line says the same on every voucher of a product, in the same
+/// place, or belongs to the order. A template renders the shared part once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    Product,
+    Order,
+}
+
+/// One line of text, set: at `y` mm from the bottom of the page, from the
+/// left margin.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Line {
+    pub(super) text: String,
+    pub(super) size: f32,
+    pub(super) col: Color,
+    pub(super) y: f32,
+}
+
+/// What goes on the page, in drawing order.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Item {
+    Text(Line),
+    /// The voucher's code as a QR code: lower left corner and side, in mm.
+    Qr {
+        x: f32,
+        y: f32,
+        size: f32,
+    },
+}
+
+/// The page of `content`, set: every item with its [`Part`]. A line placed
+/// below the customer's name is the order's even when its text is fixed,
+/// because the name's wrapping moves it.
+pub(super) fn place(content: &Content<'_>, fonts: &Fonts) -> Vec<(Part, Item)> {
     let order = content.order;
     let mut page = PageWriter {
         fonts,
-        ids,
-        ops: Vec::new(),
+        items: Vec::new(),
         y: PAGE_H - MARGIN,
+        part: Part::Product,
     };
 
     page.line(LABEL_TITLE, 10.0, 10.0, GREY);
@@ -122,6 +174,7 @@ pub(super) fn page(
     page.line(&content.sku, 9.0, 7.0, GREY);
     page.gap(6.0);
     page.line(LABEL_TO, 9.0, 9.0, GREY);
+    page.part = Part::Order;
     page.fitted(&content.full_name, 16.0, 10.0, BLACK);
     page.gap(4.0);
     page.line(LABEL_ORDER, 9.0, 9.0, GREY);
@@ -135,25 +188,103 @@ pub(super) fn page(
         page.line(&content.pickup, 11.0, 8.0, BLACK);
     }
 
-    let qr = qr::encode(content.code)?;
-    let qr_x = (PAGE_W - QR_SIZE) / 2.0;
-    let qr_y = MARGIN + 14.0;
-    page.ops.push(Op::SetFillColor { col: BLACK });
-    page.ops.push(qr::polygon(&qr, qr_x, qr_y, QR_SIZE));
+    page.items.push((
+        Part::Order,
+        Item::Qr {
+            x: (PAGE_W - QR_SIZE) / 2.0,
+            y: MARGIN + 14.0,
+            size: QR_SIZE,
+        },
+    ));
 
+    page.part = Part::Product;
     page.y = MARGIN + 6.0;
     page.line(FOOTER, 9.0, 9.0, GREY);
-
-    Ok(PdfPage::new(Mm(PAGE_W), Mm(PAGE_H), page.ops))
+    page.items
 }
 
-/// Lays text out top to bottom.
+/// A5 portrait, as the page is drawn.
+pub(super) fn blank_page(ops: Vec<Op>) -> PdfPage {
+    PdfPage::new(Mm(PAGE_W), Mm(PAGE_H), ops)
+}
+
+/// The voucher's one page, every item drawn, its text set in the fonts
+/// embedded as `ids` (indexed by face, as [`Fonts::runs`] splits text).
+pub(super) fn page(
+    content: &Content<'_>,
+    fonts: &Fonts,
+    ids: &[FontId; 2],
+) -> Result<PdfPage, RenderError> {
+    let items = place(content, fonts);
+    Ok(blank_page(ops(
+        items.iter().map(|(_, item)| item),
+        content.code,
+        fonts,
+        ids,
+    )?))
+}
+
+/// The drawing operations of `items`; `code` is what a QR item encodes.
+pub(super) fn ops<'i>(
+    items: impl IntoIterator<Item = &'i Item>,
+    code: &str,
+    fonts: &Fonts,
+    ids: &[FontId; 2],
+) -> Result<Vec<Op>, RenderError> {
+    let mut ops = Vec::new();
+    for item in items {
+        match item {
+            Item::Text(line) => text_ops(&mut ops, line, fonts, ids),
+            Item::Qr { x, y, size } => {
+                let qr = qr::encode(code)?;
+                ops.push(Op::SetFillColor { col: BLACK });
+                ops.push(qr::polygon(&qr, *x, *y, *size));
+            }
+        }
+    }
+    Ok(ops)
+}
+
+/// One line as printpdf draws it: each run of one face in that face's font.
+fn text_ops(ops: &mut Vec<Op>, line: &Line, fonts: &Fonts, ids: &[FontId; 2]) {
+    ops.push(Op::SetFillColor {
+        col: line.col.clone(),
+    });
+    ops.push(Op::StartTextSection);
+    ops.push(Op::SetTextCursor {
+        pos: Point::new(Mm(MARGIN), Mm(line.y)),
+    });
+    for (face, run) in fonts.runs(&line.text) {
+        ops.push(Op::SetFont {
+            font: PdfFontHandle::External(ids[face as usize].clone()),
+            size: Pt(line.size),
+        });
+        ops.push(Op::ShowText {
+            items: vec![TextItem::Text(run)],
+        });
+    }
+    ops.push(Op::EndTextSection);
+}
+
+/// Where a line's text starts, in points from the bottom left corner.
+pub(super) fn origin_pt(line: &Line) -> (f32, f32) {
+    mm_to_pt(MARGIN, line.y)
+}
+
+/// A position in mm as PDF has it, in points.
+pub(super) fn mm_to_pt(x: f32, y: f32) -> (f32, f32) {
+    let p = Point::new(Mm(x), Mm(y));
+    (p.x.0, p.y.0)
+}
+
+/// Sets text top to bottom.
 struct PageWriter<'a> {
     fonts: &'a Fonts,
-    ids: &'a [printpdf::FontId; 2],
-    ops: Vec<Op>,
+    items: Vec<(Part, Item)>,
     /// Top of the next line, in mm from the bottom of the page.
     y: f32,
+    /// What the lines set next belong to.
+    part: Part,
 }
 
 impl PageWriter<'_> {
@@ -164,7 +295,7 @@ impl PageWriter<'_> {
     /// One line at `size`, shrunk down to `min_size` if it is too wide.
     fn line(&mut self, text: &str, size: f32, min_size: f32, col: Color) {
         let size = self.fit_size(text, size, min_size);
-        self.emit(text, size, col);
+        self.emit(text.to_owned(), size, col);
     }
 
     /// Like `line`, but text still too wide at `min_size` wraps onto up to
@@ -173,7 +304,7 @@ impl PageWriter<'_> {
         let size = self.fit_size(text, size, min_size);
         let lines = wrap(self.fonts, text, size, 3);
         for l in lines {
-            self.emit(&l, size, col.clone());
+            self.emit(l, size, col.clone());
         }
     }
 
@@ -187,25 +318,17 @@ impl PageWriter<'_> {
         }
     }
 
-    fn emit(&mut self, text: &str, size: f32, col: Color) {
+    fn emit(&mut self, text: String, size: f32, col: Color) {
         // Baseline sits one font size below the top of the line (size is in pt).
         let line_height_mm = Mm::from(Pt(size * 1.3)).0;
         self.y -= line_height_mm;
-        self.ops.push(Op::SetFillColor { col });
-        self.ops.push(Op::StartTextSection);
-        self.ops.push(Op::SetTextCursor {
-            pos: Point::new(Mm(MARGIN), Mm(self.y)),
-        });
-        for (face, run) in self.fonts.runs(text) {
-            self.ops.push(Op::SetFont {
-                font: PdfFontHandle::External(self.ids[face as usize].clone()),
-                size: Pt(size),
-            });
-            self.ops.push(Op::ShowText {
-                items: vec![TextItem::Text(run)],
-            });
-        }
-        self.ops.push(Op::EndTextSection);
+        let line = Line {
+            text,
+            size,
+            col,
+            y: self.y,
+        };
+        self.items.push((self.part, Item::Text(line)));
     }
 }
 

@@ -12,6 +12,12 @@
 //! The QR code is drawn as vector rectangles, not an image: it stays sharp at
 //! any zoom and costs a few hundred bytes.
 //!
+//! Every voucher of a product shares its fonts, labels and product lines, so
+//! [`Printer`] renders those once per product into a template and stamps
+//! each order's name, id, time and QR code onto it ([`stamp`]). A name with a
+//! character the template's fonts lack is rendered whole, by
+//! [`render_voucher`], with fonts subset to its characters.
+//!
 //! The parts, each in its own file:
 //! - [`fonts`]: the two faces, which one draws each character, text widths,
 //!   and cutting a face down to a voucher's characters.
@@ -20,19 +26,25 @@
 //!   drawn as one vector polygon.
 //! - [`pdf`]: the document around the page: embedded fonts, saving, and
 //!   compressing its streams.
+//! - [`stamp`]: a product's template, and vouchers stamped from it.
 //!
-//! The rest of the crate needs only [`Fonts::load`] and [`render_voucher`].
+//! The rest of the crate needs only [`Printer`].
 
 mod fonts;
 mod layout;
 mod pdf;
 mod qr;
+mod stamp;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use printpdf::PdfDocument;
 
 use crate::order::Order;
 
 pub use fonts::Fonts;
+use stamp::Template;
 
 /// Why a voucher could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +61,91 @@ pub enum RenderError {
     Write(#[from] lopdf::Error),
 }
 
-/// Renders the voucher for `order`, with `code` in its QR
-/// ([`crate::order::voucher_code`]).
+/// How many products' templates a renderer keeps. A drop is one product; past
+/// this many, the cache starts again empty rather than track use.
+const TEMPLATES: usize = 64;
+
+/// Renders vouchers: the fonts, and a template per product seen.
+pub struct Printer {
+    fonts: Fonts,
+    /// By SKU; a template is used only for orders it [`Template::fits`].
+    templates: Mutex<HashMap<String, Arc<Template>>>,
+}
+
+/// A rendered voucher, and how.
+pub struct Voucher {
+    pub bytes: Vec<u8>,
+    /// Stamped onto the product's template, or else rendered whole.
+    pub stamped: bool,
+}
+
+impl Printer {
+    pub fn load() -> Result<Self, RenderError> {
+        Ok(Self::with_fonts(Fonts::load()?))
+    }
+
+    pub fn with_fonts(fonts: Fonts) -> Self {
+        Printer {
+            fonts,
+            templates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The fonts every render uses.
+    pub fn fonts(&self) -> &Fonts {
+        &self.fonts
+    }
+
+    /// The voucher for `order`: stamped if its product's template has every
+    /// character of its name, else rendered whole. Both give the same page,
+    /// with `code` in its QR ([`crate::order::voucher_code`]).
+    pub fn render(&self, order: &Order, code: &str) -> Result<Voucher, RenderError> {
+        let content = layout::Content::new(order, code);
+        let items = layout::place(&content, &self.fonts);
+        let template = self.template(order, &content, &items)?;
+        if let Some(bytes) = template.stamp(&items, code, &self.fonts)? {
+            return Ok(Voucher {
+                bytes,
+                stamped: true,
+            });
+        }
+        Ok(Voucher {
+            bytes: render_voucher(order, code, &self.fonts)?,
+            stamped: false,
+        })
+    }
+
+    /// The template for `order`'s product, built on first use. Two renders
+    /// may build the same one at once; the second to finish replaces the
+    /// first, an equal template.
+    fn template(
+        &self,
+        order: &Order,
+        content: &layout::Content<'_>,
+        items: &[(layout::Part, layout::Item)],
+    ) -> Result<Arc<Template>, RenderError> {
+        let cached = self
+            .templates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&order.sku)
+            .filter(|t| t.fits(items))
+            .cloned();
+        if let Some(template) = cached {
+            return Ok(template);
+        }
+        let template = Arc::new(Template::build(content, items, &self.fonts)?);
+        let mut templates = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        if templates.len() >= TEMPLATES && !templates.contains_key(&order.sku) {
+            templates.clear();
+        }
+        templates.insert(order.sku.clone(), Arc::clone(&template));
+        Ok(template)
+    }
+}
+
+/// Renders the voucher for `order` whole: fonts subset to its characters,
+/// every stream compressed. What [`Printer::render`] falls back to.
 pub fn render_voucher(order: &Order, code: &str, fonts: &Fonts) -> Result<Vec<u8>, RenderError> {
     let content = layout::Content::new(order, code);
     let used = fonts.chars_by_face(content.texts());

@@ -37,16 +37,26 @@ pub(super) fn embed_fonts(
 /// of 1.80 ms, and a Latin voucher grows from 18.5 to 22.7 KB (mostly the font
 /// subset); level 3 gave 1.39 ms and 18.8 KB.
 pub(super) fn save(doc: &PdfDocument) -> Result<Vec<u8>, RenderError> {
-    let options = PdfSaveOptions {
-        optimize: false,
-        ..PdfSaveOptions::default()
-    };
-    let mut pdf = printpdf::serialize::to_lopdf_doc(doc, &options, &mut Vec::new());
+    let mut pdf = to_lopdf(doc);
     for object in pdf.objects.values_mut() {
         if let lopdf::Object::Stream(stream) = object {
             compress(stream)?;
         }
     }
+    write(&mut pdf)
+}
+
+/// `doc` as lopdf objects, streams not compressed yet.
+pub(super) fn to_lopdf(doc: &PdfDocument) -> lopdf::Document {
+    let options = PdfSaveOptions {
+        optimize: false,
+        ..PdfSaveOptions::default()
+    };
+    printpdf::serialize::to_lopdf_doc(doc, &options, &mut Vec::new())
+}
+
+/// The file's bytes.
+pub(super) fn write(pdf: &mut lopdf::Document) -> Result<Vec<u8>, RenderError> {
     let mut bytes = Vec::new();
     pdf.save_to(&mut bytes)?;
     Ok(bytes)
@@ -55,7 +65,7 @@ pub(super) fn save(doc: &PdfDocument) -> Result<Vec<u8>, RenderError> {
 /// Flate-compresses one stream, unless printpdf already filtered it, and
 /// keeps the result only if it is smaller: a tiny stream can grow, and then
 /// compressing it would cost both bytes and a reader's time.
-fn compress(stream: &mut lopdf::Stream) -> Result<(), RenderError> {
+pub(super) fn compress(stream: &mut lopdf::Stream) -> Result<(), RenderError> {
     use std::io::Write as _;
     if stream.dict.has(b"Filter") {
         return Ok(());

@@ -19,14 +19,14 @@ fn dark(qr: &QRCode, col: usize, row: usize) -> bool {
     qr.data[row * qr.size + col].value()
 }
 
-/// The QR matrix as one filled polygon: a rectangle per horizontal run of
-/// dark modules, with its lower left corner at (`x`, `y`) mm and `size` mm
-/// wide. The page is white, so the quiet zone needs no drawing, only the
-/// space the layout leaves around the code.
-pub(super) fn polygon(qr: &QRCode, x: f32, y: f32, size: f32) -> Op {
+/// The QR matrix as rectangles, one per horizontal run of dark modules, each
+/// as `(x0, y0, x1, y1)` in mm, with the code's lower left corner at (`x`,
+/// `y`) and `size` mm wide. The page is white, so the quiet zone needs no
+/// drawing, only the space the layout leaves around the code.
+pub(super) fn rectangles(qr: &QRCode, x: f32, y: f32, size: f32) -> Vec<[f32; 4]> {
     let n = qr.size;
     let module = size / n as f32;
-    let mut rings = Vec::new();
+    let mut rects = Vec::new();
     for row in 0..n {
         let mut col = 0;
         while col < n {
@@ -43,17 +43,26 @@ pub(super) fn polygon(qr: &QRCode, x: f32, y: f32, size: f32) -> Op {
             let x1 = x + col as f32 * module;
             let y1 = y + size - row as f32 * module;
             let y0 = y1 - module;
-            rings.push(PolygonRing {
-                points: [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-                    .into_iter()
-                    .map(|(px, py)| LinePoint {
-                        p: Point::new(Mm(px), Mm(py)),
-                        bezier: false,
-                    })
-                    .collect(),
-            });
+            rects.push([x0, y0, x1, y1]);
         }
     }
+    rects
+}
+
+/// The QR matrix as one filled polygon of [`rectangles`].
+pub(super) fn polygon(qr: &QRCode, x: f32, y: f32, size: f32) -> Op {
+    let rings = rectangles(qr, x, y, size)
+        .into_iter()
+        .map(|[x0, y0, x1, y1]| PolygonRing {
+            points: [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+                .into_iter()
+                .map(|(px, py)| LinePoint {
+                    p: Point::new(Mm(px), Mm(py)),
+                    bezier: false,
+                })
+                .collect(),
+        })
+        .collect();
     Op::DrawPolygon {
         polygon: Polygon {
             rings,
