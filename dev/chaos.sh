@@ -34,7 +34,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/chaos/lib.sh"
 
 # Small, paced drops: the topology is heavy on a small machine.
 SINGLE=(150 250 25) # units, customers, customers/s
-ALL=(900 1500 5)
+# Stock to spare for the drop with every fault: it ends once they are done.
+ALL=(2000 4000 5)
 
 wanted() { [[ -z ${CHAOS_ONLY:-} || " $CHAOS_ONLY " == *" $1 "* ]]; }
 
@@ -48,7 +49,7 @@ inner() {
         fault_drop "$kind" "${SINGLE[@]}" "$kind" || failed+=("$kind")
     done
     if wanted all; then
-        fault_drop all "${ALL[@]}" "${ALL_FAULTS[@]}" || failed+=(all)
+        FAULT_GAP=30 STOP_AFTER_FAULTS=1 fault_drop all "${ALL[@]}" "${ALL_FAULTS[@]}" || failed+=(all)
     fi
     local total=$((SECONDS - t0))
     say "drops done in ${total}s (topology up in ${up_s}s); failed: ${failed[*]:-none}"

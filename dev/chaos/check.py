@@ -197,6 +197,7 @@ def recovery(history: list[dict], faults: list[dict], stock_left: bool):
         first = min(after) if after else None
         rows.append({"fault": f["fault"], "target": f.get("target"), "at": f["at"],
                      "recovery_s": round(first - f["at"], 3) if first is not None else None,
+                     "healed_after_s": f.get("healed_after_s"),
                      "recovered": first is not None or not stock_left})
     return rows
 
@@ -300,7 +301,7 @@ def main() -> int:
     for r in rec:
         took = "-" if r["recovery_s"] is None else f"{r['recovery_s']:.1f}s"
         print(f"check: [{'ok' if r['recovered'] else 'FAIL':>4}] first 201 after {r['fault']} "
-              f"({r['target']}): {took}")
+              f"({r['target']}): {took}; healed after {r['healed_after_s']}s")
     print(f"check: errors by kind: {json.dumps(errors, sort_keys=True)}; settled in {settle_s:.0f}s")
     ok = not failures
     print("check: all invariants hold" if ok else f"check: FAILED: {', '.join(failures)}")

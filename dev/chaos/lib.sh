@@ -137,7 +137,7 @@ HA_TTL_SECS=10
 
 # heal: the topology whole again, then every replica running.
 heal() {
-    bash dev/stack.sh ha-heal
+    bash dev/stack.sh ha-heal || fail "the topology did not heal (dev/stack.sh ha-heal)"
     bash dev/run.sh ha-heal >>"$OUT/run.log" 2>&1 || fail "the replicas did not restart (see $OUT/run.log)"
 }
 
@@ -155,7 +155,6 @@ strike() {
     target=$(bash dev/stack.sh ha-fault "$kind") || fail "ha-fault $kind"
     # When the fault took effect: a request sent after this saw it.
     at=$(date +%s.%N)
-    printf '{"fault": "%s", "target": "%s", "at": %s}\n' "$kind" "$target" "$at" >>"$faults"
     case $kind in
     pg-primary-lost)
         wait_until 60 "a leader other than pg$target, writable through :5432" leader_is_not "$target"
@@ -178,7 +177,10 @@ strike() {
     *) sleep 5 ;;
     esac
     heal
-    say "  $kind on $target: healed after $((SECONDS - t0))s"
+    local healed
+    healed=$(/usr/bin/python3 -c 'import sys, time; print(round(time.time() - float(sys.argv[1]), 1))' "$at")
+    printf '{"fault": "%s", "target": "%s", "at": %s, "healed_after_s": %s}\n' "$kind" "$target" "$at" "$healed" >>"$faults"
+    say "  $kind on $target: healed (topology whole, replicas up) ${healed}s after it struck"
 }
 
 pid_of_replica() {
@@ -188,8 +190,11 @@ pid_of_replica() {
 
 # fault_drop NAME UNITS CUSTOMERS RATE FAULT...: a paced drop of the simulator
 # (every customer with a key, retrying errors as the page does) while each
-# fault strikes in turn, once the previous one healed and the next share of
-# the units sold; then the checker. Its counts land in $OUT/NAME.check.json;
+# fault strikes in turn, once the previous one healed and FAULT_GAP more units
+# sold (default: a share of the units that leaves stock after the last fault);
+# then the checker. With STOP_AFTER_FAULTS=1 the drop is ended (SIGTERM: no
+# further arrivals) once sales went on after the last fault, so a long drop
+# lasts only as long as its faults. Its counts land in $OUT/NAME.check.json;
 # returns the checker's status.
 fault_drop() {
     local name=$1 units=$2 customers=$3 rate=$4
@@ -205,14 +210,17 @@ fault_drop() {
         --rate "$rate" --duplicates 0 --retries 0 --retry-errors 40 --allow-errors --no-vouchers \
         --no-progress --json "$OUT/$name.drop.json" --history "$OUT/$name.history.jsonl" \
         >"$OUT/$name.drop.out" 2>&1 &
-    local drop_pid=$! i
+    local drop_pid=$! i gap=${FAULT_GAP:-$((units / (n + 2)))} base=0
     for ((i = 0; i < n; i++)); do
-        # Fault i strikes once (i+1)/(n+2) of the units sold.
-        wait_until 300 "$(((i + 1) * units / (n + 2))) units sold before ${faults[i]}" \
-            reserved_at_least "$sku" $(((i + 1) * units / (n + 2)))
+        wait_until 300 "$((base + gap)) units sold before ${faults[i]}" reserved_at_least "$sku" $((base + gap))
         say "  ${faults[i]} at $((SECONDS - t0))s, $(reserved "$sku") sold"
         strike "${faults[i]}" "$flog"
+        base=$(reserved "$sku")
     done
+    if [[ ${STOP_AFTER_FAULTS:-0} == 1 ]]; then
+        wait_until 120 "sales after the last fault healed" reserved_at_least "$sku" $((base + 10))
+        kill -TERM "$drop_pid" 2>/dev/null || true
+    fi
     wait "$drop_pid" || drop_rc=$?
     ((drop_rc != 2)) || { tail -5 "$OUT/$name.drop.out" >&2; fail "the drop could not run"; }
     say "drop $name: load done at $((SECONDS - t0))s (simulator exit $drop_rc); checking"

@@ -78,7 +78,8 @@ def main() -> int:
             "drop_duration_s": drop["duration_s"],
             "counts": check["counts"],
             "errors_by_kind": check["errors_by_kind"],
-            "faults": [{k: f[k] for k in ("fault", "target", "recovery_s")} for f in check["faults"]],
+            "faults": [{k: f.get(k) for k in ("fault", "target", "recovery_s", "healed_after_s")}
+                       for f in check["faults"]],
             "settle_s": check["settle_s"],
         })
     commit = git("rev-parse", "--short", "HEAD")
@@ -167,7 +168,8 @@ def markdown(r: dict) -> str:
             out.append(f"| {x['drop']} | did not run |" + " |" * (len(ZERO) + 6))
             continue
         c = x["counts"]
-        rec = ", ".join(fmt_s(f["recovery_s"]) for f in x["faults"]) if x["drop"] != "all" else "below"
+        rec = (", ".join(f"{fmt_s(f['recovery_s'])} (healed {fmt_s(f['healed_after_s'])})" for f in x["faults"])
+               if x["drop"] != "all" else "below")
         out.append(
             f"| {x['drop']} | {x['units']} / {x['customers']} | {c['requests']} | {c['acknowledged_orders']} | "
             f"{c['pg_orders']} | {c['errors']} | {rec} | "
@@ -175,8 +177,9 @@ def markdown(r: dict) -> str:
     allrow = next((x for x in rows if x["drop"] == "all"), None)
     if allrow:
         out += ["", "## Recovery in the drop with every fault", "",
-                "| fault | hit | first 201 after it |", "|---|---|---|"]
-        out += [f"| {f['fault']} | {f['target']} | {fmt_s(f['recovery_s'])} |" for f in allrow["faults"]]
+                "| fault | hit | first 201 after it | healed after |", "|---|---|---|---|"]
+        out += [f"| {f['fault']} | {f['target']} | {fmt_s(f['recovery_s'])} | {fmt_s(f['healed_after_s'])} |"
+                for f in allrow["faults"]]
     out += [
         "",
         "## How to read it",
@@ -184,7 +187,9 @@ def markdown(r: dict) -> str:
         "- *recovery* is the time from the moment the fault took effect to the first 201 answering a "
         "request sent after it. Faults that do not stop reservations (a broker node, a replica, Redis, "
         "S3) recover in the time of one request; a PostgreSQL failover takes Patroni's TTL and a "
-        "promotion. `-` means no request was sent after the fault while stock remained.",
+        "promotion. `-` means no request was sent after the fault while stock remained. *healed* is "
+        "the time from the fault until the harness had made the topology whole again (every member, "
+        "node and replica back, a synchronous standby streaming): it includes the fault's own length.",
         "- *errors retried* are the answers clients retried with their key: 503 `unavailable` (from "
         "order-api or HAProxy when no replica is ready), timeouts and refused connections. None of them "
         "is a lost order: the counts after the retries are what the table checks.",

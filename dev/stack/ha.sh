@@ -190,6 +190,32 @@ patroni_setup() {
         die_log "creating role/database drop on pg$leader failed" "$HA_DIR/setup.err"
 }
 
+# Debian's Patroni 3.0.2 can keep a stale etcd3 cache after its process was
+# paused (SIGSTOP) or starved: the leader then logs "Synchronous replication
+# key updated by someone else" on every loop and never names a synchronous
+# standby again, so no standby is promotable (fixed upstream in Patroni 3.1.0:
+# "Invalidate cache if txn failed due to revision mismatch", patroni#2783).
+# The fix an operator applies: restart that Patroni, in maintenance mode so
+# that PostgreSQL keeps running and serving (Patroni's "Pause/Resume" docs: a
+# Patroni stopped while paused leaves PostgreSQL alone).
+patroni_unstick() {
+    local n dir
+    n=$(patroni_leader) || return 0
+    dir=$(ha_pg_dir "$n")
+    tail -n 20 "$dir/patroni.log" | grep -q 'Synchronous replication key updated by someone else' || return 0
+    warn "pg$n's Patroni has a stale view of the sync key (Patroni 3.0.2); restarting it, paused"
+    local ctl=(setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql
+        patronictl -c "$dir/patroni.yml")
+    "${ctl[@]}" pause --wait >>"$HA_DIR/unstick.log" 2>&1 || warn "patronictl pause failed (see $HA_DIR/unstick.log)"
+    stop_pid "$dir/patroni.pid" patroni 30
+    patroni_start "$n"
+    local deadline=$((SECONDS + 60))
+    until curl -fsS -m 2 "http://127.0.0.1:$(ha_rest_port "$n")/patroni" >/dev/null 2>&1 || ((SECONDS >= deadline)); do
+        sleep 0.5
+    done
+    "${ctl[@]}" resume --wait >>"$HA_DIR/unstick.log" 2>&1 || warn "patronictl resume failed (see $HA_DIR/unstick.log)"
+}
+
 patroni_stop() {
     local i=$1 dir
     dir=$(ha_pg_dir "$i")
@@ -567,5 +593,8 @@ cmd_ha_heal() {
     for i in "${HA_MEMBERS[@]}"; do ha_rmq "$i" ha_rmq_wait_one; done
     redis_pid >/dev/null || redis_start
     rgw_pid >/dev/null || s3_start
+    local deadline=$((SECONDS + 45))
+    until patroni_ready >/dev/null 2>&1 || ((SECONDS >= deadline)); do sleep 0.5; done
+    patroni_ready >/dev/null 2>&1 || patroni_unstick
     wait_for 180 "Patroni: three members, a leader and a synchronous standby" "${logs[@]}" -- patroni_ready
 }

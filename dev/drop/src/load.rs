@@ -4,7 +4,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -237,6 +237,9 @@ pub struct Live {
     pub accepted: AtomicU64,
     pub sold_out: AtomicU64,
     pub errors: AtomicU64,
+    /// Set on SIGTERM or SIGINT: no further customer arrives; the ones
+    /// under way finish, and the report and history are written as usual.
+    pub stop: AtomicBool,
 }
 
 /// Called with each accepted order id as soon as its 201 arrives.
@@ -273,6 +276,9 @@ impl Load {
             workers.push(tokio::spawn(async move {
                 let mut stats = Stats::new();
                 loop {
+                    if this.live.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(customer) = this.customers.get(i) else {
                         break;
@@ -281,6 +287,9 @@ impl Load {
                         // Customer i arrives i/rate seconds into the drop.
                         let at = started + Duration::from_secs_f64(i as f64 / this.rate);
                         tokio::time::sleep_until(at.into()).await;
+                        if this.live.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
                     }
                     this.customer(customer, &mut stats).await;
                 }

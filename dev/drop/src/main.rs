@@ -185,6 +185,26 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let customers = load::plan(args.customers, args.duplicates, key_share, &run_id, seed);
     let planned = load::planned_requests(&customers);
     let live = Arc::new(Live::default());
+    // The fault harness ends a paced drop once its faults are done: new
+    // arrivals stop, what is under way finishes and is reported.
+    tokio::spawn({
+        let live = Arc::clone(&live);
+        async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("drop: stopping: no further customers arrive");
+            live.stop.store(true, Ordering::Relaxed);
+        }
+    });
     let bar = progress(
         args.no_progress,
         planned,
