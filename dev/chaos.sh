@@ -33,7 +33,9 @@ HARNESS=chaos
 source "$(dirname "${BASH_SOURCE[0]}")/chaos/lib.sh"
 
 # Small, paced drops: the topology is heavy on a small machine.
-SINGLE=(150 250 25) # units, customers, customers/s
+# Slow enough that stock remains when a fault that takes a moment to inject
+# (stopping Redis or the S3 gateway) has taken effect.
+SINGLE=(150 250 12) # units, customers, customers/s
 # Stock to spare for the drop with every fault: it ends once they are done.
 ALL=(2000 4000 5)
 

@@ -104,6 +104,8 @@ reserved() { psql_rw -c "SELECT coalesce(max(reserved), 0) FROM products WHERE s
 reserved_at_least() { (($(reserved "$1") >= $2)); }
 leader_is_not() { local l; l=$(bash dev/stack.sh ha-leader) && [[ $l != "$1" ]] && psql_rw -c 'SELECT 1'; }
 rw_answers() { psql_rw -c 'SELECT 1'; }
+# sold_or_done SKU N PID: N units sold, or the drop PID ended by itself.
+sold_or_done() { ! kill -0 "$3" 2>/dev/null || reserved_at_least "$1" "$2"; }
 
 mgmt_json() {
     curl -fsS -m 10 -u guest:guest -X "$1" -H 'content-type: application/json' ${3:+--data "$3"} \
@@ -212,13 +214,15 @@ fault_drop() {
         >"$OUT/$name.drop.out" 2>&1 &
     local drop_pid=$! i gap=${FAULT_GAP:-$((units / (n + 2)))} base=0
     for ((i = 0; i < n; i++)); do
-        wait_until 300 "$((base + gap)) units sold before ${faults[i]}" reserved_at_least "$sku" $((base + gap))
+        # A drop that sells out strikes at fixed shares of its units; one that
+        # is ended after its faults, once gap more units sold since the last heal.
+        wait_until 300 "$((base + gap)) units sold before ${faults[i]}" sold_or_done "$sku" $((base + gap)) "$drop_pid"
         say "  ${faults[i]} at $((SECONDS - t0))s, $(reserved "$sku") sold"
         strike "${faults[i]}" "$flog"
-        base=$(reserved "$sku")
+        if [[ ${STOP_AFTER_FAULTS:-0} == 1 ]]; then base=$(reserved "$sku"); else base=$((base + gap)); fi
     done
     if [[ ${STOP_AFTER_FAULTS:-0} == 1 ]]; then
-        wait_until 120 "sales after the last fault healed" reserved_at_least "$sku" $((base + 10))
+        wait_until 120 "sales after the last fault healed" sold_or_done "$sku" $((base + 10)) "$drop_pid"
         kill -TERM "$drop_pid" 2>/dev/null || true
     fi
     wait "$drop_pid" || drop_rc=$?
