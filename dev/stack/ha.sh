@@ -596,5 +596,5 @@ cmd_ha_heal() {
     local deadline=$((SECONDS + 45))
     until patroni_ready >/dev/null 2>&1 || ((SECONDS >= deadline)); do sleep 0.5; done
     patroni_ready >/dev/null 2>&1 || patroni_unstick
-    wait_for 180 "Patroni: three members, a leader and a synchronous standby" "${logs[@]}" -- patroni_ready
+    wait_for 300 "Patroni: three members, a leader and a synchronous standby" "${logs[@]}" -- patroni_ready
 }
