@@ -197,17 +197,25 @@ patroni_setup() {
 # "Invalidate cache if txn failed due to revision mismatch", patroni#2783).
 # The fix an operator applies: restart that Patroni, in maintenance mode so
 # that PostgreSQL keeps running and serving (Patroni's "Pause/Resume" docs: a
-# Patroni stopped while paused leaves PostgreSQL alone).
+# Patroni stopped while paused leaves PostgreSQL alone), and the stale /sync
+# key deleted while it is down, so the new process writes it afresh.
 patroni_unstick() {
     local n dir
     n=$(patroni_leader) || return 0
     dir=$(ha_pg_dir "$n")
-    tail -n 20 "$dir/patroni.log" | grep -q 'Synchronous replication key updated by someone else' || return 0
+    # Patroni's REST API logs a traceback for every health check HAProxy cuts
+    # short, so the message may be a few hundred lines up.
+    tail -n 400 "$dir/patroni.log" | grep -q 'Synchronous replication key updated by someone else' || return 0
     warn "pg$n's Patroni has a stale view of the sync key (Patroni 3.0.2); restarting it, paused"
     local ctl=(setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql
         patronictl -c "$dir/patroni.yml")
     "${ctl[@]}" pause --wait >>"$HA_DIR/unstick.log" 2>&1 || warn "patronictl pause failed (see $HA_DIR/unstick.log)"
     stop_pid "$dir/patroni.pid" patroni 30
+    # And the key it could not update: absent, the restarted leader writes it
+    # afresh, with no revision to compare (etcd's v3 JSON gateway).
+    curl -fsS -m 5 -X POST http://127.0.0.1:2379/v3/kv/deleterange \
+        -d "{\"key\": \"$(printf '/service/drop/sync' | base64)\"}" >>"$HA_DIR/unstick.log" 2>&1 ||
+        warn "deleting the sync key failed (see $HA_DIR/unstick.log)"
     patroni_start "$n"
     local deadline=$((SECONDS + 60))
     until curl -fsS -m 2 "http://127.0.0.1:$(ha_rest_port "$n")/patroni" >/dev/null 2>&1 || ((SECONDS >= deadline)); do
