@@ -7,12 +7,13 @@ export CARGO_TERM_COLOR ?= never
 
 STACK := dev/stack.sh
 
-.PHONY: help bootstrap stack stack-ha stack-down up-ha ha-status assets build run up down test test-rust test-browser k8s-check bench lint fmt
+.PHONY: help bootstrap stack stack-ha stack-down up-ha ha-status chaos assets build run up down test test-rust test-browser k8s-check bench lint fmt
 
 help:
 	@echo "make run    - start the local stack and run the services in the foreground"
 	@echo "make up     - same, in the background;  make down - stop it all again"
 	@echo "make up-ha  - the replicated topology (Patroni, clustered RabbitMQ, HAProxy, 2+2 replicas), in the background"
+	@echo "make chaos  - the fault harness on the replicated topology; writes docs/reliability.md"
 	@echo "make test   - the whole test suite on the real stack"
 	@echo "make bench  - the benchmark, writes docs/benchmarks.md"
 
@@ -45,6 +46,11 @@ up-ha: stack-ha build
 
 ha-status:
 	bash $(STACK) ha-status
+
+# The fault harness runs its own replicated topology in a private network
+# namespace (dev/chaos.sh), so it needs the binaries, not a running stack.
+chaos: bootstrap build
+	bash dev/chaos.sh
 
 down:
 	bash dev/run.sh stop

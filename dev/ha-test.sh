@@ -11,101 +11,27 @@
 #      failover, a retry with the same Idempotency-Key must return the order the
 #      stored key names, as a replay, if the commit survived; if it did not, a
 #      fresh reservation, which is then the one PostgreSQL holds.
-#   2. A drop under faults: the drop simulator's customers (each with a key,
-#      retrying errors as the page does) buy a product while the PostgreSQL
-#      leader is lost (SIGKILL to its Patroni and postmaster together) and then
-#      the RabbitMQ node leading pdf-generator.orders is killed. The simulator
-#      checks, through the read-write entry point: every order id a client saw
-#      in a 201 is in PostgreSQL and no order is there that no client saw,
-#      orders <= stock and reserved = orders, no phone twice, every keyed retry
-#      replayed its first answer. After the faults heal: every order reaches
-#      voucher_ready, and no voucher exists in S3 for an order PostgreSQL lacks.
+#   2. A small drop under faults (dev/chaos/lib.sh: fault_drop): the drop
+#      simulator's customers (each with a key, retrying errors as the page
+#      does) buy a product while the PostgreSQL leader is lost (SIGKILL to its
+#      Patroni and postmaster together) and then the RabbitMQ node leading
+#      pdf-generator.orders is killed; each heals before the next. After the
+#      drop, the harness's one checker (dev/chaos/check.py, as in make chaos)
+#      reads the recorded history against PostgreSQL through the read-write
+#      entry point, the bucket and the published voucher_ready messages.
 #
 # Correctness is asserted; times are printed, never asserted. Needs root (the
 # namespace) and the packages `dev/stack.sh install-ha` installs.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
-OUT=${CARGO_TARGET_DIR:-$ROOT/target}/ha-test
-# Its own state, kept between runs (a warm Ceph starts in seconds).
-HA_STATE=${HA_TEST_STACK_DIR:-${STACK_DIR:-$ROOT/.stack}/ha-test}
-NS=${HA_TEST_NETNS:-drop-ha-test}
-mkdir -p "$OUT" "$HA_STATE"
-# shellcheck source=dev/bench/lib.sh
-source "$ROOT/dev/bench/lib.sh"
+HARNESS=ha-test
+# shellcheck source=dev/chaos/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/chaos/lib.sh"
 
-say() { printf 'ha-test: %s\n' "$*"; }
-fail() { printf 'ha-test: FAILED: %s\n' "$*" >&2; exit 1; }
-# An order id is its holder's capability: only its first 8 characters print.
-short() { printf '%s…' "${1:0:8}"; }
-
-# ---------------------------------------------------------------- outside the namespace
-
-in_ns() { ip netns exec "$NS" env STACK_DIR="$HA_STATE" HA_TEST_STACK_DIR="$HA_STATE" "$@"; }
-
-# shellcheck disable=SC2317 # run by the EXIT trap
-cleanup() {
-    in_ns bash dev/run.sh stop >>"$OUT/down.log" 2>&1 || true
-    in_ns bash dev/stack.sh down >>"$OUT/down.log" 2>&1 || true
-    # Whatever this test started and `down` missed: only processes inside its
-    # own namespace, by pid.
-    local pids
-    pids=$(ip netns pids "$NS" 2>/dev/null || true)
-    if [[ -n $pids ]]; then
-        echo "ha-test: killing leftovers in $NS: $(tr '\n' ' ' <<<"$pids")" >&2
-        # shellcheck disable=SC2086 # one pid per word
-        kill -KILL $pids 2>/dev/null || true
-    fi
-    ip netns del "$NS" 2>/dev/null || true
-}
-
-outer() {
-    [[ $(id -u) == 0 ]] || fail "needs root, for its network namespace"
-    [[ -x $TARGET/order-api && -x $TARGET/pdf-generator && -x $TARGET/drop ]] ||
-        fail "build first: cargo build --workspace --bins"
-    # Packages and the venv come from the registries, which the namespace cannot reach.
-    STACK_DIR=$HA_STATE bash dev/stack.sh install-ha
-    if ip netns pids "$NS" >/dev/null 2>&1; then cleanup; fi # an interrupted run's
-    ip netns add "$NS"
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    ip netns exec "$NS" ip link set lo up
-    in_ns bash "${BASH_SOURCE[0]}" inner
-}
-
-# ---------------------------------------------------------------- inside it
-
-psql_rw() { "$PG_BINDIR/psql" "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 "$@"; }
-
-# psql as the superuser on member $1's private socket (not through HAProxy).
-psql_member() {
-    local i=$1
-    shift
-    runuser -u postgres -- "$PG_BINDIR/psql" -h "$HA_STATE/ha/pg$i/run" -p $((5432 + i)) \
-        -U postgres -d postgres -qAt "$@"
-}
-
-# wait_until SECONDS WHAT CMD...: polls CMD every 0.2 s; fails the test after SECONDS.
-wait_until() {
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || fail "$what not after ${secs}s"
-        sleep 0.2
-    done
-}
-
-# The probes wait_until polls.
-none_alive() { local p; for p in "$@"; do [[ ! -d /proc/$p ]] || return 1; done; }
+# The probes of the unknown outcome (the shared ones are in dev/chaos/lib.sh).
 sync_rep_waiting() {
     (($(psql_member "$1" -c "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND query = 'COMMIT' AND application_name = 'order-api'") >= 1))
 }
-reserved_at_least() { (($(psql_rw -c "SELECT coalesce(max(reserved), 0) FROM products WHERE sku = '$1'") >= $2)); }
-vouchers_all_ready() { (($(psql_rw -c "SELECT count(*) FROM orders WHERE sku = '$1' AND status <> 'voucher_ready'") == 0)); }
-leader_is_not() { local l; l=$(bash dev/stack.sh ha-leader) && [[ $l != "$1" ]] && psql_rw -c 'SELECT 1'; }
 
 put_product() {
     curl -fsS -m 10 -X PUT "http://127.0.0.1:8080/v1/products/$1" -H "Authorization: Bearer $ADMIN_TOKEN" \
@@ -195,71 +121,19 @@ unknown_outcome() {
     bash dev/stack.sh ha-heal
 }
 
-# 2. A drop while the PostgreSQL leader and the queue's RabbitMQ leader die.
-drop_with_faults() {
-    local sku units=400 customers=1200 t0 drop_rc=0
-    sku=ha-drop-$(random_hex 4)
-    t0=$SECONDS
-    "$TARGET/drop" --sku "$sku" --units "$units" --customers "$customers" --concurrency 8 \
-        --duplicates 0 --retries 0 --retry-errors 40 --allow-errors --no-vouchers --no-progress \
-        --json "$OUT/drop.json" >"$OUT/drop.out" 2>&1 &
-    local drop_pid=$!
-    wait_until 60 "the first tenth of the units sold" reserved_at_least "$sku" $((units / 10))
-    local pg rmq
-    pg=$(bash dev/stack.sh ha-fault pg-primary-lost)
-    say "drop: killed PostgreSQL leader pg$pg (Patroni and postmaster) at $((SECONDS - t0))s"
-    wait_until 60 "a new leader other than pg$pg" leader_is_not "$pg"
-    rmq=$(bash dev/stack.sh ha-fault rabbit-leader-killed)
-    say "drop: pg$(bash dev/stack.sh ha-leader) leads; killed rabbit$rmq, the leader of pdf-generator.orders, at $((SECONDS - t0))s"
-    wait "$drop_pid" || drop_rc=$?
-    sed -n '/^\[/p;/^drop:/p' "$OUT/drop.out"
-    ((drop_rc == 0)) || fail "the drop's invariants failed (exit $drop_rc; $OUT/drop.out)"
-    bash dev/stack.sh ha-heal
-    say "drop: healed (pg$pg rejoined as a standby, rabbit$rmq restarted) at $((SECONDS - t0))s"
-    local left
-    wait_until 300 "voucher_ready for every order of the drop" vouchers_all_ready "$sku"
-    left=$(psql_rw -c "SELECT count(*) FROM orders WHERE sku = '$sku'")
-    say "[ok] every order reached voucher_ready: $left of $left, at $((SECONDS - t0))s"
-    # Every PDF in the bucket belongs to an order PostgreSQL holds.
-    psql_rw -c 'SELECT order_id FROM orders' >"$OUT/order-ids"
-    local unknown
-    unknown=$("$STACK_PYTHON" - "$OUT/order-ids" <<'EOF'
-import os, re, sys
-import boto3
-known = set(open(sys.argv[1]).read().split())
-s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name=os.environ["S3_REGION"],
-                  aws_access_key_id=os.environ["S3_ACCESS_KEY_ID"],
-                  aws_secret_access_key=os.environ["S3_SECRET_ACCESS_KEY"])
-unknown = 0
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=os.environ["S3_BUCKET"]):
-    for obj in page.get("Contents", []):
-        m = re.search(r"[0-9a-f]{32}", obj["Key"])
-        if m and m.group(0) not in known:
-            unknown += 1
-print(unknown)
-EOF
-    )
-    [[ $unknown == 0 ]] || fail "$unknown vouchers in S3 for orders PostgreSQL does not hold"
-    say "[ok] no voucher in S3 for an order PostgreSQL does not hold"
-}
-
 inner() {
     local t0=$SECONDS
-    bash dev/stack.sh up-ha
-    bash dev/run.sh ha-background >"$OUT/run.log" 2>&1 || { tail -20 "$OUT/run.log" >&2; fail "the replicas did not start"; }
-    # shellcheck source=/dev/null
-    source "$HA_STATE/env"
-    ADMIN_TOKEN=$(cat "$HA_STATE/app/admin-token")
-    export ADMIN_TOKEN
-    say "topology up in $((SECONDS - t0))s"
-    bash dev/stack.sh ha-status
+    harness_up
     unknown_outcome
-    drop_with_faults
+    # 2. A small drop while the PostgreSQL leader is lost, then the RabbitMQ
+    # node leading pdf-generator.orders is killed; the checker after healing.
+    fault_drop ha-drop 300 600 60 pg-primary-lost rabbit-leader-killed ||
+        fail "the checker found a wrong count (see $OUT/ha-drop.check.json)"
     say "all checks hold ($((SECONDS - t0))s)"
 }
 
 case ${1:-} in
 inner) inner ;;
-"") outer ;;
+"") harness_outer "${BASH_SOURCE[0]}" ;;
 *) echo "usage: dev/ha-test.sh" >&2; exit 2 ;;
 esac

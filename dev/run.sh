@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# dev/run.sh foreground | background | ha-background | stop
+# dev/run.sh foreground | background | ha-background | ha-heal | stop
 #
 # Runs order-api and pdf-generator (debug builds, already built by `make`)
 # against the local stack. `foreground` keeps them attached to the terminal
@@ -7,7 +7,8 @@
 # .stack/app/) until `stop`. `ha-background` runs two replicas of each on the
 # replicated topology (`make up-ha`): order-api-1 and -2 on 127.0.0.1:8081 and
 # 8082 behind HAProxy's 8080 (metrics on 9094 and 9095), pdf-generator-1 and -2
-# with metrics on 9092 and 9093. ADMIN_TOKEN comes from the environment, or a dev
+# with metrics on 9092 and 9093; `ha-heal` restarts any of them that is not
+# running (the fault harness kills them). ADMIN_TOKEN comes from the environment, or a dev
 # token is generated, kept in .stack/app/admin-token and printed.
 set -euo pipefail
 
@@ -117,6 +118,17 @@ start_one() {
     echo $! >"$APP/$name.pid"
 }
 
+# ha_start BIN I: replica I (1 or 2) of BIN, on its own ports.
+ha_start() {
+    case $1 in
+    pdf-generator) start_one "pdf-generator-$2" pdf-generator "METRICS_ADDR=127.0.0.1:$((9091 + $2))" ;;
+    order-api)
+        start_one "order-api-$2" order-api "LISTEN_ADDR=127.0.0.1:$((8080 + $2))" \
+            "METRICS_ADDR=127.0.0.1:$((9093 + $2))"
+        ;;
+    esac
+}
+
 case ${1:-} in
 foreground)
     stop_one order-api
@@ -145,9 +157,8 @@ background)
 ha-background)
     stop_all
     for i in 1 2; do
-        start_one "pdf-generator-$i" pdf-generator "METRICS_ADDR=127.0.0.1:$((9091 + i))"
-        start_one "order-api-$i" order-api "LISTEN_ADDR=127.0.0.1:$((8080 + i))" \
-            "METRICS_ADDR=127.0.0.1:$((9093 + i))"
+        ha_start pdf-generator "$i"
+        ha_start order-api "$i"
     done
     for i in 1 2; do wait_ready "order-api-$i" "127.0.0.1:$((8080 + i))"; done
     # Through HAProxy, once its health check has seen a replica ready.
@@ -155,8 +166,21 @@ ha-background)
     banner
     echo "  Two replicas of each; 'dev/stack.sh ha-status' shows the topology. 'make down' stops it all." >&2
     ;;
+ha-heal)
+    # The fault harness's: every HA replica that is not running starts again.
+    for bin in pdf-generator order-api; do
+        for i in 1 2; do
+            pid=$(cat "$APP/$bin-$i.pid" 2>/dev/null) || pid=""
+            if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
+                ha_start "$bin" "$i"
+                echo "run: restarted $bin-$i" >&2
+                if [[ $bin == order-api ]]; then wait_ready "order-api-$i" "127.0.0.1:$((8080 + i))"; fi
+            fi
+        done
+    done
+    ;;
 *)
-    echo "usage: dev/run.sh foreground | background | ha-background | stop" >&2
+    echo "usage: dev/run.sh foreground | background | ha-background | ha-heal | stop" >&2
     exit 2
     ;;
 esac

@@ -400,3 +400,42 @@ def check_metrics_not_public(objs) -> list[str]:
             if metrics_addr.rsplit(":", 1)[-1] == listen.rsplit(":", 1)[-1]:
                 errors.append(f"{name(dep)}: METRICS_ADDR shares the public port")
     return errors
+
+
+# ---------------------------------------------------------------------------
+# The queues that must not lose a message: the same list as the services
+# declare (drop_contract::topology's quorum_queue_args).
+DURABLE_QUEUES = ("pdf-generator.orders", "pdf-generator.s3-events", "order-api.voucher-status", "orders.dead")
+
+
+def check_quorum_queues(objs, min_members=3) -> list[str]:
+    """Every queue that must not lose a message is a durable quorum queue on
+    a RabbitmqCluster of >= min_members nodes, and nothing caps its replicas
+    below that: a quorum queue's initial group size is the cluster size unless
+    x-quorum-initial-group-size says otherwise (RabbitMQ's quorum queue
+    documentation, "Replication Factor"), so each has a member on every node,
+    as `make up-ha` shows with `dev/stack.sh ha-status`, and survives the loss
+    of one node as `make chaos` checks."""
+    out = []
+    clusters = {c["metadata"]["name"]: c for c in of_kind(objs, "RabbitmqCluster")}
+    queues = {(q.get("spec") or {}).get("name"): q for q in of_kind(objs, "Queue")}
+    for qname in DURABLE_QUEUES:
+        q = queues.get(qname)
+        if q is None:
+            out.append(f"queue {qname} is not rendered")
+            continue
+        spec = q.get("spec") or {}
+        if spec.get("type") != "quorum":
+            out.append(f"{name(q)}: type {spec.get('type')!r}, not quorum")
+        if not spec.get("durable"):
+            out.append(f"{name(q)}: not durable")
+        size = (spec.get("arguments") or {}).get("x-quorum-initial-group-size")
+        if size is not None and int(size) < min_members:
+            out.append(f"{name(q)}: x-quorum-initial-group-size {size} < {min_members}")
+        ref = (spec.get("rabbitmqClusterReference") or {}).get("name")
+        cluster = clusters.get(ref)
+        if cluster is None:
+            out.append(f"{name(q)}: its RabbitmqCluster {ref!r} is not rendered")
+        elif (cluster.get("spec") or {}).get("replicas", 1) < min_members:
+            out.append(f"{name(q)}: {ref} has fewer than {min_members} nodes, so fewer members")
+    return out

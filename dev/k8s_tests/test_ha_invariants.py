@@ -55,6 +55,28 @@ def test_cnpg_three_instances_synchronous(load, variant):
 
 
 @pytest.mark.parametrize("variant", PROD)
+def test_quorum_queues_with_three_members(load, variant):
+    assert inv.check_quorum_queues(load(variant)) == []
+
+
+@pytest.mark.parametrize("mutation", ["classic", "not durable", "two members", "missing", "two nodes"])
+def test_quorum_queue_check_fails_on_counter_example(load, mutation):
+    objs = load("kustomize-prod")
+    q = next(o for o in objs if o["kind"] == "Queue" and o["spec"]["name"] == "pdf-generator.orders")
+    if mutation == "classic":
+        q["spec"]["type"] = "classic"
+    elif mutation == "not durable":
+        q["spec"]["durable"] = False
+    elif mutation == "two members":
+        q["spec"]["arguments"]["x-quorum-initial-group-size"] = 2
+    elif mutation == "missing":
+        objs.remove(q)
+    else:
+        find(objs, "RabbitmqCluster")["spec"]["replicas"] = 2
+    assert inv.check_quorum_queues(objs)
+
+
+@pytest.mark.parametrize("variant", PROD)
 def test_dragonfly_master_and_replica(load, variant):
     assert inv.check_dragonfly(load(variant)) == []
 

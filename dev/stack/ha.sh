@@ -190,6 +190,40 @@ patroni_setup() {
         die_log "creating role/database drop on pg$leader failed" "$HA_DIR/setup.err"
 }
 
+# Debian's Patroni 3.0.2 can keep a stale etcd3 cache after its process was
+# paused (SIGSTOP) or starved: the leader then logs "Synchronous replication
+# key updated by someone else" on every loop and never names a synchronous
+# standby again, so no standby is promotable (fixed upstream in Patroni 3.1.0:
+# "Invalidate cache if txn failed due to revision mismatch", patroni#2783).
+# The fix an operator applies: restart that Patroni, in maintenance mode so
+# that PostgreSQL keeps running and serving (Patroni's "Pause/Resume" docs: a
+# Patroni stopped while paused leaves PostgreSQL alone), and the stale /sync
+# key deleted while it is down, so the new process writes it afresh.
+patroni_unstick() {
+    local n dir
+    n=$(patroni_leader) || return 0
+    dir=$(ha_pg_dir "$n")
+    # Patroni's REST API logs a traceback for every health check HAProxy cuts
+    # short, so the message may be a few hundred lines up.
+    tail -n 400 "$dir/patroni.log" | grep -q 'Synchronous replication key updated by someone else' || return 0
+    warn "pg$n's Patroni has a stale view of the sync key (Patroni 3.0.2); restarting it, paused"
+    local ctl=(setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql
+        patronictl -c "$dir/patroni.yml")
+    "${ctl[@]}" pause --wait >>"$HA_DIR/unstick.log" 2>&1 || warn "patronictl pause failed (see $HA_DIR/unstick.log)"
+    stop_pid "$dir/patroni.pid" patroni 30
+    # And the key it could not update: absent, the restarted leader writes it
+    # afresh, with no revision to compare (etcd's v3 JSON gateway).
+    curl -fsS -m 5 -X POST http://127.0.0.1:2379/v3/kv/deleterange \
+        -d "{\"key\": \"$(printf '/service/drop/sync' | base64)\"}" >>"$HA_DIR/unstick.log" 2>&1 ||
+        warn "deleting the sync key failed (see $HA_DIR/unstick.log)"
+    patroni_start "$n"
+    local deadline=$((SECONDS + 60))
+    until curl -fsS -m 2 "http://127.0.0.1:$(ha_rest_port "$n")/patroni" >/dev/null 2>&1 || ((SECONDS >= deadline)); do
+        sleep 0.5
+    done
+    "${ctl[@]}" resume --wait >>"$HA_DIR/unstick.log" 2>&1 || warn "patronictl resume failed (see $HA_DIR/unstick.log)"
+}
+
 patroni_stop() {
     local i=$1 dir
     dir=$(ha_pg_dir "$i")
@@ -472,37 +506,86 @@ if not leader.startswith("rabbit"):
 print(leader[len("rabbit"):].split("@")[0])'
 }
 
-# ha-fault KIND: injects one fault and prints the member or node it hit.
+# The pids of member $1's Patroni, its postmaster and the postmaster's children
+# (backends, WAL senders, checkpointer…): the whole "node".
+ha_member_pids() {
+    local dir pid
+    dir=$(ha_pg_dir "$1")
+    pid=$(patroni_pid "$1") && echo "$pid"
+    if pid=$(pid_alive "$dir/data/postmaster.pid" postgres); then
+        echo "$pid"
+        pgrep -P "$pid" || true
+    fi
+}
+
+# ha-fault KIND: injects one fault and prints the member, node or replica it hit.
 #   pg-primary-lost       SIGKILL to the leader's Patroni and its postmaster together
+#   pg-postmaster-killed  SIGKILL to the leader's postmaster alone (Patroni restarts it)
+#   pg-primary-paused     SIGSTOP to the leader's Patroni and every PostgreSQL process
+#                         of it; `ha-heal` sends SIGCONT (a paused node outliving
+#                         Patroni's TTL is a zombie primary)
 #   rabbit-leader-killed  SIGKILL to the RabbitMQ node leading pdf-generator.orders
+#   order-api-killed      SIGKILL to order-api-1 (dev/run.sh ha-heal restarts it)
+#   pdf-generator-killed  SIGKILL to pdf-generator-1, whose notifier consumes
+#                         pdf-generator.s3-events as pdf-generator-2's does
+#   redis-stopped         Redis stopped (`ha-heal` starts it)
+#   s3-stopped            the S3 gateway stopped (`ha-heal` starts it)
 cmd_ha_fault() {
-    local kind=${1:-} n pids=()
+    local kind=${1:-} n pids=() signal=KILL pid
     case $kind in
     pg-primary-lost)
         n=$(patroni_leader) || die "no Patroni leader to kill"
-        local dir pid
-        dir=$(ha_pg_dir "$n")
         pid=$(patroni_pid "$n") && pids+=("$pid")
-        pid=$(pid_alive "$dir/data/postmaster.pid" postgres) && pids+=("$pid")
+        pid=$(pid_alive "$(ha_pg_dir "$n")/data/postmaster.pid" postgres) && pids+=("$pid")
+        ;;
+    pg-postmaster-killed)
+        n=$(patroni_leader) || die "no Patroni leader"
+        pid=$(pid_alive "$(ha_pg_dir "$n")/data/postmaster.pid" postgres) && pids+=("$pid")
+        ;;
+    pg-primary-paused)
+        n=$(patroni_leader) || die "no Patroni leader to pause"
+        mapfile -t pids < <(ha_member_pids "$n")
+        signal=STOP
         ;;
     rabbit-leader-killed)
         n=$(ha_queue_leader pdf-generator.orders) || die "no leader for pdf-generator.orders"
-        local pid
         pid=$(ha_rmq "$n" rmq_pid) && pids+=("$pid")
         ;;
-    *) die "unknown fault '$kind' (pg-primary-lost | rabbit-leader-killed)" ;;
+    order-api-killed | pdf-generator-killed)
+        n=${kind%-killed}-1
+        pid=$(pid_alive "$STATE/app/$n.pid" "${kind%-killed}") && pids+=("$pid")
+        ;;
+    redis-stopped)
+        redis_stop
+        echo redis
+        return 0
+        ;;
+    s3-stopped)
+        s3_stop
+        echo s3
+        return 0
+        ;;
+    *) die "unknown fault '$kind' (see dev/stack/ha.sh: cmd_ha_fault)" ;;
     esac
-    ((${#pids[@]})) || die "$kind: no process found for member $n"
-    kill -KILL "${pids[@]}"
+    ((${#pids[@]})) || die "$kind: no process found for $n"
+    kill -"$signal" "${pids[@]}"
     echo "$n"
 }
 
-# ha-heal: starts every member or node that is not running and waits until the
-# topology is whole again: a leader with a synchronous standby and three
-# members, three running broker nodes. A killed primary rejoins as a standby
-# (Patroni rewinds it with pg_rewind when its timeline diverged).
+# ha-heal: continues a paused member, starts every member, node or service
+# (Redis, the S3 gateway) that is not running, and waits until the topology is
+# whole again: a leader with a synchronous standby and three members, three
+# running broker nodes. A killed primary rejoins as a standby (Patroni rewinds
+# it with pg_rewind when its timeline diverged). The replicas are dev/run.sh's:
+# `dev/run.sh ha-heal` restarts them.
 cmd_ha_heal() {
-    local i logs=()
+    local i logs=() pid
+    # A paused member first: every process of it continues.
+    for i in "${HA_MEMBERS[@]}"; do
+        for pid in $(ha_member_pids "$i"); do
+            [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == T ]] && kill -CONT "$pid"
+        done
+    done
     for i in "${HA_MEMBERS[@]}"; do
         if ! patroni_pid "$i" >/dev/null; then
             # A postmaster whose Patroni was killed is still running: stop it, so
@@ -516,5 +599,10 @@ cmd_ha_heal() {
     done
     for i in "${HA_MEMBERS[@]}"; do ha_rmq "$i" ha_rmq_start_one; done
     for i in "${HA_MEMBERS[@]}"; do ha_rmq "$i" ha_rmq_wait_one; done
-    wait_for 180 "Patroni: three members, a leader and a synchronous standby" "${logs[@]}" -- patroni_ready
+    redis_pid >/dev/null || redis_start
+    rgw_pid >/dev/null || s3_start
+    local deadline=$((SECONDS + 45))
+    until patroni_ready >/dev/null 2>&1 || ((SECONDS >= deadline)); do sleep 0.5; done
+    patroni_ready >/dev/null 2>&1 || patroni_unstick
+    wait_for 300 "Patroni: three members, a leader and a synchronous standby" "${logs[@]}" -- patroni_ready
 }

@@ -4,7 +4,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -141,6 +141,9 @@ pub struct Stats {
     pub last_sold_out: Option<Instant>,
     pub last_accepted: Option<Instant>,
     pub last_response: Option<Instant>,
+    /// Every request and its outcome, in the order this worker saw them,
+    /// when a history was asked for (`--history`).
+    pub history: Vec<serde_json::Value>,
 }
 
 impl Stats {
@@ -167,6 +170,7 @@ impl Stats {
             last_sold_out: None,
             last_accepted: None,
             last_response: None,
+            history: Vec::new(),
         }
     }
 
@@ -218,6 +222,7 @@ impl Stats {
         self.last_sold_out = max(self.last_sold_out, other.last_sold_out);
         self.last_accepted = max(self.last_accepted, other.last_accepted);
         self.last_response = max(self.last_response, other.last_response);
+        self.history.extend(other.history);
     }
 
     pub fn attempts(&self) -> u64 {
@@ -232,6 +237,9 @@ pub struct Live {
     pub accepted: AtomicU64,
     pub sold_out: AtomicU64,
     pub errors: AtomicU64,
+    /// Set on SIGTERM or SIGINT: no further customer arrives; the ones
+    /// under way finish, and the report and history are written as usual.
+    pub stop: AtomicBool,
 }
 
 /// Called with each accepted order id as soon as its 201 arrives.
@@ -245,6 +253,10 @@ pub struct Load {
     pub concurrency: usize,
     /// How often a request that errored is sent again with its key.
     pub retry_errors: u32,
+    /// Record every request in `Stats::history`.
+    pub history: bool,
+    /// Customers arriving per second (0: as fast as the workers go).
+    pub rate: f64,
     pub live: Arc<Live>,
     pub on_accepted: OnAccepted,
     pub on_attempt: Arc<dyn Fn() + Send + Sync>,
@@ -264,10 +276,21 @@ impl Load {
             workers.push(tokio::spawn(async move {
                 let mut stats = Stats::new();
                 loop {
+                    if this.live.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(customer) = this.customers.get(i) else {
                         break;
                     };
+                    if this.rate > 0.0 {
+                        // Customer i arrives i/rate seconds into the drop.
+                        let at = started + Duration::from_secs_f64(i as f64 / this.rate);
+                        tokio::time::sleep_until(at.into()).await;
+                        if this.live.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
                     this.customer(customer, &mut stats).await;
                 }
                 stats
@@ -398,6 +421,7 @@ impl Load {
             request = request.header("Idempotency-Key", key);
         }
         let sent = Instant::now();
+        let sent_wall = chrono::Utc::now();
         let (answer, retry_after) = match request.send().await {
             Ok(response) => {
                 let retry_after = response
@@ -411,6 +435,11 @@ impl Load {
         };
         let now = Instant::now();
         stats.record(&answer, now - sent, now);
+        if self.history {
+            stats
+                .history
+                .push(history_entry(c, phone, key, &answer, sent_wall, now - sent));
+        }
         self.live.attempts.fetch_add(1, Ordering::Relaxed);
         match &answer {
             Answer::Reserved {
@@ -464,6 +493,36 @@ async fn classify(response: reqwest::Response) -> Answer {
         (status, "") => Answer::Error(format!("http_{status}")),
         (status, code) => Answer::Error(format!("http_{status}_{code}")),
     }
+}
+
+/// One line of the history: what was sent, when, and what came back. It
+/// holds full order ids (the checker looks them up), so it is a test
+/// artifact, written with owner-only permissions, never a log.
+fn history_entry(
+    c: &Customer,
+    phone: &str,
+    key: Option<&str>,
+    answer: &Answer,
+    sent: chrono::DateTime<chrono::Utc>,
+    took: Duration,
+) -> serde_json::Value {
+    let epoch = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros() as f64 / 1e6;
+    let done = sent + chrono::Duration::from_std(took).unwrap_or_default();
+    let (order_id, error) = match answer {
+        Answer::Reserved { order_id, .. } => (Some(order_id.as_str()), None),
+        Answer::Error(kind) => (None, Some(kind.as_str())),
+        _ => (None, None),
+    };
+    json!({
+        "customer": c.index,
+        "phone": phone,
+        "key": key,
+        "sent": epoch(sent),
+        "done": epoch(done),
+        "answer": answer.label(),
+        "order_id": order_id,
+        "error": error,
+    })
 }
 
 fn transport_kind(e: &reqwest::Error) -> String {

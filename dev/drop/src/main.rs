@@ -98,12 +98,22 @@ pub struct Args {
     /// says (else a backoff), as the page does. 0: no retries.
     #[arg(long, default_value_t = 0)]
     pub retry_errors: u32,
+    /// Customers arriving per second, spread evenly (0: every worker starts
+    /// its next customer at once). A paced drop lasts customers/rate seconds,
+    /// long enough for the fault harness to strike while it sells.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// Seed for the customer plan (random by default).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write every request and its outcome here, one JSON object a line
+    /// (customer, phone, key, sent and done as Unix seconds, answer,
+    /// order_id, error): the history the fault harness's checker reads.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -176,6 +186,26 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let customers = load::plan(args.customers, args.duplicates, key_share, &run_id, seed);
     let planned = load::planned_requests(&customers);
     let live = Arc::new(Live::default());
+    // The fault harness ends a paced drop once its faults are done: new
+    // arrivals stop, what is under way finishes and is reported.
+    tokio::spawn({
+        let live = Arc::clone(&live);
+        async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("drop: stopping: no further customers arrive");
+            live.stop.store(true, Ordering::Relaxed);
+        }
+    });
     let bar = progress(
         args.no_progress,
         planned,
@@ -212,6 +242,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         customers,
         concurrency: args.concurrency,
         retry_errors: args.retry_errors,
+        history: args.history.is_some(),
+        rate: args.rate,
         live: Arc::clone(&live),
         on_accepted,
         on_attempt,
@@ -226,6 +258,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         live.errors.load(Ordering::Relaxed)
     ));
 
+    if let Some(path) = &args.history {
+        write_history(path, &stats.history)?;
+    }
     let accepted_ids = load::accepted_by_id(&stats.accepted);
     if let Some(v) = &vouchers {
         let bar = progress(
@@ -264,6 +299,39 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         eprintln!("drop: wrote {}", path.display());
     }
     Ok(report["ok"] == true)
+}
+
+/// The history as JSON lines, sorted by send time, readable by its owner only:
+/// it names every order id in full.
+fn write_history(path: &std::path::Path, history: &[serde_json::Value]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut lines: Vec<&serde_json::Value> = history.iter().collect();
+    lines.sort_by(|a, b| {
+        a["sent"]
+            .as_f64()
+            .partial_cmp(&b["sent"].as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for line in lines {
+        serde_json::to_writer(&mut out, line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    eprintln!(
+        "drop: wrote {} requests to {}",
+        history.len(),
+        path.display()
+    );
+    Ok(())
 }
 
 fn progress(hidden: bool, len: u64, template: &str) -> ProgressBar {
