@@ -146,13 +146,20 @@ fn measure(n: usize) -> Result<serde_json::Value, RenderError> {
     let printer = Printer::load()?;
     let mut ways = [
         Way::new(n, &FIRST, |o| {
-            Ok((render_voucher(o, o.order_id.as_str(), printer.fonts())?, false))
+            Ok((
+                render_voucher(o, o.order_id.as_str(), printer.fonts())?,
+                false,
+            ))
         }),
         Way::new(n, &FIRST, |o| {
-            printer.render(o, o.order_id.as_str()).map(|v| (v.bytes, v.stamped))
+            printer
+                .render(o, o.order_id.as_str())
+                .map(|v| (v.bytes, v.stamped))
         }),
         Way::new(n, &LATIN_FIRST, |o| {
-            printer.render(o, o.order_id.as_str()).map(|v| (v.bytes, v.stamped))
+            printer
+                .render(o, o.order_id.as_str())
+                .map(|v| (v.bytes, v.stamped))
         }),
     ];
     // Warm-up: the product's template, the fonts' cuts, the allocator.

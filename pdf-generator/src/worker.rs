@@ -30,12 +30,12 @@ use drop_contract::topology;
 
 use crate::consumer::{Handler, Outcome};
 use crate::metrics;
+use crate::order::voucher_code;
 use crate::order::{Order, OrderId};
 use crate::publish::{self, Message};
 use crate::render::Printer;
 use crate::retry::{Backoff, RetryError, retry};
 use crate::store::Store;
-use crate::order::voucher_code;
 
 pub struct Renderer {
     pub store: Store,

@@ -263,7 +263,8 @@ mod tests {
         let o = order("Zoë", "Ñúñez", "Sneaker 42");
         let stamped = render(&printer, &o);
         assert!(stamped.stamped);
-        let whole = super::super::render_voucher(&o, o.order_id.as_str(), fonts()).expect("renders");
+        let whole =
+            super::super::render_voucher(&o, o.order_id.as_str(), fonts()).expect("renders");
         let shown = [
             "VOUCHER",
             "Sneaker 42",
