@@ -165,6 +165,10 @@ impl Template {
             }
         }
         let mut drawing = self.drawing.clone();
+        // The template's stream may end on an operator with no whitespace
+        // after it ("ET"): without a separator, the first stamped operator
+        // would run into it ("ET0 0 0 rg"), and readers drop the order's text.
+        drawing.push(b'\n');
         drawing.extend(Drawing { operations: ops }.encode()?);
         let mut doc = self.doc.clone();
         let stream = doc.get_object_mut(self.content_id)?.as_stream_mut()?;
@@ -294,6 +298,18 @@ mod tests {
             ops.sort();
             ops
         };
+        // The template's last operator and the first stamped one are apart:
+        // "ET0 0 0 rg" is one unknown operator to poppler, which then drops
+        // the order's text (lopdf's own reader is more lenient).
+        let doc = lopdf::Document::load_mem(&stamped.bytes).expect("parses");
+        let page = *doc.get_pages().get(&1).expect("a page");
+        let content = doc.get_page_content(page);
+        assert!(
+            content
+                .split(|b| *b == b'\n')
+                .all(|line| !line.starts_with(b"ET") || line == b"ET"),
+            "an operator runs into ET"
+        );
         let (stamped_ops, whole_ops) = (ops(&stamped.bytes), ops(&whole));
         let positions = |ops: &[String]| {
             ops.iter()
