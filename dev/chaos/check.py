@@ -49,6 +49,10 @@ import urllib.parse
 import urllib.request
 
 ID_RE = re.compile(r"[0-9a-f]{32}")
+# The capture queue's vhost: where the notifiers publish voucher_ready, the
+# browsers' vhost at the end of FANOUT_AMQP_URL (URL-encoded, as the
+# management API's paths take it).
+CAPTURE_VHOST = os.environ.get("FANOUT_AMQP_URL", "").rsplit("/", 1)[-1] or "%2F"
 
 
 def short(order_id: str) -> str:
@@ -102,7 +106,7 @@ def drain(queue: str, seen: dict[str, int], foreign: list[str]) -> None:
     """Takes every message off the capture queue, counting voucher_ready per id."""
     q = urllib.parse.quote(queue, safe="")
     while True:
-        msgs = mgmt("POST", f"/api/queues/%2F/{q}/get",
+        msgs = mgmt("POST", f"/api/queues/{CAPTURE_VHOST}/{q}/get",
                     {"count": 2000, "ackmode": "ack_requeue_false", "encoding": "auto",
                      "truncate": 100000})
         for m in msgs or []:

@@ -122,12 +122,21 @@ queue_messages_above() { (($(queue_field "$1" messages) > $2)); }
 
 # A quorum queue (three members) bound to every customer's voucher key: the
 # checker counts the voucher_ready messages the notifiers published in it,
-# whichever broker node a customer would have been connected to.
-capture_create() {
-    mgmt_json PUT "/api/queues/%2F/$1" '{"durable": true, "arguments": {"x-queue-type": "quorum"}}' >/dev/null
-    mgmt_json POST "/api/bindings/%2F/e/amq.topic/q/$1" '{"routing_key": "voucher.*"}' >/dev/null
+# whichever broker node a customer would have been connected to. It lives
+# where the notifiers publish: the browsers' vhost of FANOUT_AMQP_URL.
+capture_vhost() {
+    local v=${FANOUT_AMQP_URL##*/}
+    printf '%s' "${v:-%2F}"
 }
-capture_delete() { mgmt_json DELETE "/api/queues/%2F/$1" >/dev/null 2>&1 || true; }
+capture_create() {
+    local v
+    v=$(capture_vhost)
+    # guest (the management user of the local stack) reads the capture queue.
+    mgmt_json PUT "/api/permissions/$v/guest" '{"configure": ".*", "write": ".*", "read": ".*"}' >/dev/null
+    mgmt_json PUT "/api/queues/$v/$1" '{"durable": true, "arguments": {"x-queue-type": "quorum"}}' >/dev/null
+    mgmt_json POST "/api/bindings/$v/e/amq.topic/q/$1" '{"routing_key": "voucher.*"}' >/dev/null
+}
+capture_delete() { mgmt_json DELETE "/api/queues/$(capture_vhost)/$1" >/dev/null 2>&1 || true; }
 
 # ---------------------------------------------------------------- faults
 
