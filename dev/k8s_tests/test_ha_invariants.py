@@ -72,7 +72,9 @@ def test_quorum_queue_check_fails_on_counter_example(load, mutation):
     elif mutation == "missing":
         objs.remove(q)
     else:
-        find(objs, "RabbitmqCluster")["spec"]["replicas"] = 2
+        # The queue's own cluster: the browsers' cluster is rendered too.
+        cluster = q["spec"]["rabbitmqClusterReference"]["name"]
+        find(objs, "RabbitmqCluster", cluster)["spec"]["replicas"] = 2
     assert inv.check_quorum_queues(objs)
 
 
