@@ -70,6 +70,51 @@ async fn stock_events(sku: &str) -> (Connection, tokio::sync::mpsc::UnboundedRec
     (conn, rx)
 }
 
+/// The voucher bucket, as the renderer writes it.
+struct Bucket {
+    s3: aws_sdk_s3::Client,
+    name: String,
+}
+
+impl Bucket {
+    fn new(who: &'static str) -> Self {
+        let settings = S3Settings::from_env(&Env::process()).expect("S3 settings");
+        let limits = Limits {
+            connect_timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(5),
+            sdk_retries: true,
+        };
+        let s3 = s3::client(&settings, Endpoint::Internal, limits, who);
+        Bucket {
+            s3,
+            name: settings.bucket,
+        }
+    }
+
+    /// Stores a voucher as the renderer would have.
+    async fn put(&self, key: &str, body: &[u8]) {
+        self.s3
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .expect("put voucher");
+    }
+
+    /// Whether `key` is gone from the bucket.
+    async fn lacks(&self, key: &str) -> bool {
+        self.s3
+            .head_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .is_err()
+    }
+}
+
 async fn units(db: &TestDb, sku: &str) -> (i32, i32) {
     let row = db
         .client()
@@ -94,21 +139,9 @@ async fn a_cancel_gives_the_unit_back_once_and_deletes_the_voucher() {
     assert_eq!((status, error_code(&body)), (409, "sold_out"));
 
     // The voucher as the renderer would have stored it.
-    let settings = S3Settings::from_env(&Env::process()).expect("S3 settings");
-    let limits = Limits {
-        connect_timeout: Duration::from_secs(2),
-        attempt_timeout: Duration::from_secs(5),
-        sdk_retries: true,
-    };
-    let s3 = s3::client(&settings, Endpoint::Internal, limits, "cancel-test");
+    let bucket = Bucket::new("cancel-test");
     let key = format!("{first}.pdf");
-    s3.put_object()
-        .bucket(&settings.bucket)
-        .key(&key)
-        .body(b"%PDF-1.7 test".to_vec().into())
-        .send()
-        .await
-        .expect("put voucher");
+    bucket.put(&key, b"%PDF-1.7 test").await;
 
     let (_conn, mut events) = stock_events(&sku).await;
     let (status, cancelled) = app.cancel(&first).await;
@@ -134,16 +167,7 @@ async fn a_cancel_gives_the_unit_back_once_and_deletes_the_voucher() {
 
     // The voucher leaves the bucket.
     wait_until("the voucher deleted", Duration::from_secs(15), || {
-        let s3 = s3.clone();
-        let (bucket, key) = (settings.bucket.clone(), key.clone());
-        async move {
-            s3.head_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .is_err()
-        }
+        bucket.lacks(&key)
     })
     .await;
     wait_until("the deletion row gone", Duration::from_secs(10), || async {
@@ -290,21 +314,9 @@ async fn a_voucher_stored_after_the_cancel_is_deleted_too() {
     .await;
 
     // Now the renderer stores the voucher, and says so.
-    let settings = S3Settings::from_env(&Env::process()).expect("S3 settings");
-    let limits = Limits {
-        connect_timeout: Duration::from_secs(2),
-        attempt_timeout: Duration::from_secs(5),
-        sdk_retries: true,
-    };
-    let s3 = s3::client(&settings, Endpoint::Internal, limits, "late-voucher-test");
+    let bucket = Bucket::new("late-voucher-test");
     let key = format!("{gone}.pdf");
-    s3.put_object()
-        .bucket(&settings.bucket)
-        .key(&key)
-        .body(b"%PDF-1.7 late".to_vec().into())
-        .send()
-        .await
-        .expect("put voucher");
+    bucket.put(&key, b"%PDF-1.7 late").await;
     let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
         .await
         .expect("AMQP");
@@ -323,16 +335,7 @@ async fn a_voucher_stored_after_the_cancel_is_deleted_too() {
     .expect("confirm");
 
     wait_until("the late voucher deleted", Duration::from_secs(15), || {
-        let s3 = s3.clone();
-        let (bucket, key) = (settings.bucket.clone(), key.clone());
-        async move {
-            s3.head_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .is_err()
-        }
+        bucket.lacks(&key)
     })
     .await;
     wait_until(
