@@ -165,6 +165,15 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
+/// The token of the request's `Authorization: Bearer …` header, if any.
+fn presented_bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+}
+
 /// The admin bearer token, compared in constant time.
 pub struct AdminAuth;
 
@@ -175,12 +184,7 @@ impl FromRequestParts<AppState> for AdminAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .ok_or(ApiError::Unauthorized)?;
+        let presented = presented_bearer(parts).ok_or(ApiError::Unauthorized)?;
         // Compare digests, so neither the length nor the content of the
         // token leaks through timing.
         let presented = Sha256::digest(presented.trim().as_bytes());
@@ -204,12 +208,7 @@ impl FromRequestParts<AppState> for ScannerAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .ok_or(ApiError::ScannerUnauthorized)?;
+        let presented = presented_bearer(parts).ok_or(ApiError::ScannerUnauthorized)?;
         let digest = Sha256::digest(presented.trim().as_bytes());
         let client = state.pool.get().await?;
         crate::db::scanners::by_token(&client, &digest)
