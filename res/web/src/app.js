@@ -33,6 +33,9 @@ const state = {
   stockLive: false,
   /** The broker confirmed the voucher subscription. */
   voucherLive: false,
+  /** The pending re-check of the order (see scheduleRecheck), and its next delay. */
+  recheckTimer: null,
+  recheckDelayMs: 0,
 };
 
 // ------------------------------------------------------------------ HTTP
@@ -411,7 +414,39 @@ function subscribeJson(key, onBody, onReceipt) {
   );
 }
 
-/** Subscribes to this order's voucher key, then asks the API once. */
+// A push can be missed for good: the notifier publishes the moment the
+// voucher is stored, and order-api records it a moment later from another
+// message, so a subscription confirmed in between finds neither the push nor
+// the new status. While subscribed and waiting, the page therefore asks again
+// after 2 s, 4 s, 8 s, ... up to once a minute: a handful of GETs for the rare
+// page that needs them, and none once the voucher is there. While the socket
+// is down the page does not poll: each reconnect asks once and starts again.
+const RECHECK_FIRST_MS = 2000;
+const RECHECK_MAX_MS = 60_000;
+
+function scheduleRecheck() {
+  stopRecheck();
+  state.recheckDelayMs = RECHECK_FIRST_MS;
+  const tick = async () => {
+    state.recheckTimer = null;
+    if (!state.orderId || state.voucherReady || state.final) return;
+    await checkOrder();
+    if (!state.orderId || state.voucherReady || state.final || state.recheckTimer) return;
+    state.recheckDelayMs = Math.min(state.recheckDelayMs * 2, RECHECK_MAX_MS);
+    state.recheckTimer = setTimeout(tick, state.recheckDelayMs);
+  };
+  state.recheckTimer = setTimeout(tick, state.recheckDelayMs);
+}
+
+function stopRecheck() {
+  if (state.recheckTimer) clearTimeout(state.recheckTimer);
+  state.recheckTimer = null;
+}
+
+/**
+ * Subscribes to this order's voucher key, then asks the API once, and again
+ * now and then while it waits (scheduleRecheck).
+ */
 function watchVoucher() {
   const client = state.client;
   if (!client || !client.connected || !state.orderId || state.voucherReady || state.final) return;
@@ -427,6 +462,7 @@ function watchVoucher() {
       state.voucherLive = true;
       renderLive();
       checkOrder();
+      scheduleRecheck();
     },
   );
 }
@@ -448,6 +484,8 @@ function connect(config) {
       watchVoucher();
     },
     onWebSocketClose: () => {
+      // The reconnect asks again (watchVoucher), and re-checks from there.
+      stopRecheck();
       state.voucherLive = false;
       renderLive();
     },
@@ -486,6 +524,7 @@ async function openBroker() {
 
 /** The voucher is there (or the order is gone): no reason to hold a connection. */
 function closeBroker() {
+  stopRecheck();
   const client = state.client;
   state.client = null;
   state.voucherSub = null;

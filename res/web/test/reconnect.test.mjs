@@ -2,6 +2,8 @@
 // published while the page's socket is down (so its auto-delete subscription
 // loses it), and the link still appears after the page reconnects, because
 // the page asks GET /v1/orders/{id} once after every (re)connect.
+// And a push that is lost while the page is subscribed: the page asks again
+// on its own while it waits, so the link appears all the same.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -91,6 +93,60 @@ test('a reconnect while the voucher is generated: the link still appears', async
     assert.equal(await link.getAttribute('href'), `/v1/orders/${orderId}/voucher`);
     await screenshot(page, 'reconnect-voucher-ready');
     await downloadVoucher(page, 'reconnect-voucher');
+  } finally {
+    if (paused) process.kill(PDF_GENERATOR_PID, 'SIGCONT');
+    await context.close();
+  }
+});
+
+test('a voucher_ready push that never arrives: the page asks again while it waits, and shows the link', async () => {
+  const sku = uniqueSku('MISS');
+  await putProduct(sku, 'Missed push cap', 5);
+  const context = await browser.newContext();
+  let paused = false;
+  try {
+    const page = await context.newPage();
+    page.setDefaultTimeout(30_000);
+    // Pass-through Web-STOMP, except that no MESSAGE frame reaches the page:
+    // the subscription and its receipt work, the push is lost on the way.
+    await page.routeWebSocket(/\/ws$/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((frame) => server.send(frame));
+      server.onMessage((frame) => {
+        if (typeof frame === 'string' && frame.startsWith('MESSAGE')) return;
+        ws.send(frame);
+      });
+    });
+    await page.goto(`${BASE_URL}/?sku=${sku}`);
+    await waitLive(page);
+
+    // The voucher waits until the page is subscribed and its GET after the
+    // receipt has answered "reserved": only a later question can find it.
+    const answers = [];
+    page.on('response', async (r) => {
+      if (/\/v1\/orders\/[0-9a-f]{32}$/.test(r.url())) answers.push((await r.json()).status);
+    });
+    process.kill(PDF_GENERATOR_PID, 'SIGSTOP');
+    paused = true;
+    await fillForm(page, { first: 'Noor', last: 'Van Dijk' });
+    await submit(page);
+    await page.locator('#order').waitFor();
+    const orderId = (await page.locator('#order-id').textContent()).trim();
+    await waitLive(page);
+    // One GET before connecting, one after the subscription's receipt.
+    await waitFor('the check after the receipt', async () => answers.length >= 2, 30_000);
+    assert.deepEqual(answers.slice(0, 2), ['reserved', 'reserved']);
+    process.kill(PDF_GENERATOR_PID, 'SIGCONT');
+    paused = false;
+
+    await waitFor('the voucher', async () => (await getOrder(orderId)).status === 'voucher_ready', VOUCHER_TIMEOUT_MS);
+    const link = page.getByRole('link', { name: 'Download your voucher (PDF)' });
+    await link.waitFor({ timeout: VOUCHER_TIMEOUT_MS });
+    assert.equal(await link.getAttribute('href'), `/v1/orders/${orderId}/voucher`);
+    // No MESSAGE frame reached the page (the route cuts them all): the link
+    // came from a GET after the first two, the re-check.
+    await waitFor('the re-check that found the voucher', async () => answers.includes('voucher_ready'), 10_000);
+    assert.ok(answers.length >= 3, `GETs of the order: ${answers.join(', ')}`);
   } finally {
     if (paused) process.kill(PDF_GENERATOR_PID, 'SIGCONT');
     await context.close();
