@@ -6,7 +6,7 @@
 #
 # Idempotent, and a no-op (well under a second) when everything is up to date.
 # Needs node >= 18 and npm (dev/browser-test.sh installs them on Debian).
-# After a rebuild, rebuild order-api too: `cargo build -p order-api`.
+# After a rebuild, rebuild order-api too: `cargo build --workspace --bins`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -30,7 +30,10 @@ fi
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 OUT=${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis
 mkdir -p "$OUT"
-cargo build --quiet -p order-api --bin order-api
+# As make test's build step selects it (the whole workspace, every target), so
+# this is a no-op after that step: `-p order-api` alone resolves other features
+# and rebuilt much of the dependency tree (minutes on a cold target dir).
+cargo build --quiet --locked --workspace --all-targets
 
 ID=$(random_hex 4)
 DB=schemathesis_$ID
