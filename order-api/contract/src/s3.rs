@@ -10,6 +10,10 @@ use aws_sdk_s3::{
         ResponseChecksumValidation, retry::RetryConfig, timeout::TimeoutConfig,
     },
 };
+use aws_smithy_http_client::{
+    Builder as HttpClientBuilder,
+    tls::{self, rustls_provider::CryptoMode},
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::env::{Env, EnvError};
@@ -109,8 +113,17 @@ pub fn client(
         )
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .http_client(http_client())
         .build();
     Client::from_conf(config)
+}
+
+/// The HTTP(S) client every S3 client here uses: hyper with rustls on ring
+/// (the workspace's one TLS stack; see the workspace Cargo.toml).
+pub fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
+    HttpClientBuilder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 #[cfg(test)]

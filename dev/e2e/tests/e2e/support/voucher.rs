@@ -131,6 +131,7 @@ pub(super) fn s3_client() -> aws_sdk_s3::Client {
         .force_path_style(true)
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .http_client(drop_contract::s3::http_client())
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
