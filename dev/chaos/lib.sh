@@ -111,12 +111,14 @@ mgmt_json() {
     curl -fsS -m 10 -u guest:guest -X "$1" -H 'content-type: application/json' ${3:+--data "$3"} \
         "$RABBITMQ_MANAGEMENT_URL$2"
 }
-# A field of a queue's management record.
+# queue_field VHOST QUEUE FIELD: a field of a queue's management record (VHOST
+# URL-encoded, as in the management API's paths).
 queue_field() {
-    mgmt_json GET "/api/queues/%2F/$1" |
-        /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin).get(sys.argv[1]) or 0)' "$2"
+    mgmt_json GET "/api/queues/$1/$2" |
+        /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin).get(sys.argv[1]) or 0)' "$3"
 }
-queue_messages_above() { (($(queue_field "$1" messages) > $2)); }
+# capture_messages_above N: the capture queue holds more than N messages.
+capture_messages_above() { (($(queue_field "$(capture_vhost)" "$CAPTURE" messages) > $1)); }
 
 # ---------------------------------------------------------------- the capture queue
 
@@ -158,11 +160,11 @@ strike() {
     local kind=$1 faults=$2 target at t0=$SECONDS
     if [[ $kind == pdf-generator-killed ]]; then
         # Both replicas' notifiers consume the bucket events: each has its consumer.
-        (($(queue_field pdf-generator.s3-events consumers) >= 2)) ||
+        (($(queue_field %2F pdf-generator.s3-events consumers) >= 2)) ||
             fail "pdf-generator.s3-events has fewer than two consumers before the kill"
     fi
     local before
-    before=$(queue_field "$CAPTURE" messages)
+    before=$(queue_field "$(capture_vhost)" "$CAPTURE" messages)
     target=$(bash dev/stack.sh ha-fault "$kind") || fail "ha-fault $kind"
     # When the fault took effect: a request sent after this saw it.
     at=$(date +%s.%N)
@@ -181,7 +183,7 @@ strike() {
         # is down, voucher_ready messages keep being published (by the other
         # replica's notifier, from the events the dead one left unacked too).
         wait_until 90 "a voucher_ready published while pdf-generator-1 is down" \
-            queue_messages_above "$CAPTURE" "$before"
+            capture_messages_above "$before"
         [[ -z $(pid_of_replica pdf-generator-1) ]] || fail "pdf-generator-1 came back by itself"
         say "  [ok] the notifier survived pdf-generator-1: announcements continued while it was down"
         ;;
