@@ -17,6 +17,9 @@
 //! RabbitMQ down), with exponential backoff while the broker is unreachable.
 //! Orders keep being accepted meanwhile: they simply wait in the table.
 //!
+//! Before publishing a claim the relay commits its replication fence
+//! (`db::fence`): nothing that a failover can still take back is published.
+//!
 //! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so replicas never publish
 //! the same row at the same time. A crash after the confirm but before the
 //! delete can publish a row twice; consumers are idempotent (at-least-once).
@@ -28,7 +31,10 @@ use futures::future::join_all;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{broker::Broker, db::outbox};
+use crate::{
+    broker::Broker,
+    db::{fence, outbox},
+};
 
 const BATCH: i64 = 500;
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -40,6 +46,8 @@ pub struct Relay {
     broker: Arc<Broker>,
     wakeup: Arc<Notify>,
     linger: Duration,
+    /// This relay's row in `replication_fence`.
+    fence: String,
 }
 
 impl Relay {
@@ -49,6 +57,7 @@ impl Relay {
             broker,
             wakeup,
             linger,
+            fence: fence::holder("outbox"),
         }
     }
 
@@ -96,6 +105,8 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
+        // Only what a synchronous standby holds is published (db/fence.rs).
+        fence::pass(&self.pool, &self.fence).await?;
         let started = std::time::Instant::now();
         let channel = self.broker.channel().await?;
         // All publishes are queued at once: lapin hands each to its I/O

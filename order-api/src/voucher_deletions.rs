@@ -8,7 +8,9 @@
 //! delay. S3's DeleteObject answers 204 for a key that is already gone, so
 //! a repeat is harmless, and a voucher the renderer stores after the
 //! cancellation is queued again when its `vouchers_stored.v1` arrives
-//! ([`crate::voucher_status`]).
+//! ([`crate::voucher_status`]). Before deleting what it claimed, the worker
+//! commits its replication fence (`crate::db::fence`): a cancellation that a
+//! failover can still take back never costs its customer the voucher.
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,6 +23,8 @@ use drop_contract::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::db::fence;
+
 /// Rows claimed per pass.
 const BATCH: i64 = 32;
 /// How often due rows are looked for without a wake-up (retries, crashes).
@@ -31,6 +35,8 @@ pub struct VoucherDeletions {
     s3: Client,
     bucket: String,
     wakeup: Arc<Notify>,
+    /// This worker's row in `replication_fence`.
+    fence: String,
 }
 
 impl VoucherDeletions {
@@ -45,6 +51,7 @@ impl VoucherDeletions {
             s3: s3::client(settings, Endpoint::Internal, limits, "order-api-deletions"),
             bucket: settings.bucket.clone(),
             wakeup,
+            fence: fence::holder("voucher-deletions"),
         }
     }
 
@@ -83,6 +90,10 @@ impl VoucherDeletions {
                 &[&BATCH],
             )
             .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        fence::pass(&self.pool, &self.fence).await?;
         for row in &rows {
             let raw: String = row.get(0);
             let attempts: i32 = row.get(1);

@@ -5,6 +5,7 @@
 //! the whole Idempotency-Key rule.
 
 pub mod audit;
+pub mod fence;
 pub mod orders;
 pub mod outbox;
 pub mod products;

@@ -263,3 +263,60 @@ async fn two_replicas_publish_every_order() {
         "replicas published the same rows: {duplicates} duplicates"
     );
 }
+
+/// The relay publishes what it claimed only after its replication fence
+/// committed (order-api/src/db/fence.rs): while another session holds the
+/// fence table locked, accepted orders stay in the outbox and nothing is
+/// published; once the lock goes, every one of them is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_only_after_its_replication_fence_committed() {
+    let db = TestDb::create().await;
+    let opts = AppOptions::new(&db.url);
+    let (_conn, mut rx) = collect_orders(&opts.orders_exchange).await;
+    let app = App::spawn(&opts).await;
+    let sku = unique_sku("fence");
+    app.put_product(&sku, "Fence", 100).await;
+    let (s, b) = app.order(&customer(&sku, 0, 93), None).await;
+    assert_eq!(s, 201, "{b}");
+    let first = HashSet::from([b["order_id"].as_str().expect("id").to_owned()]);
+    receive_all(&mut rx, &first).await;
+
+    // The fence's write waits for this lock, as a commit waits for a
+    // synchronous standby that does not answer.
+    let mut locker = db.client().await;
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE replication_fence IN EXCLUSIVE MODE")
+        .await
+        .expect("lock the fence");
+    let mut held = HashSet::new();
+    for i in 1..4 {
+        let (s, b) = app.order(&customer(&sku, i, 93), None).await;
+        assert_eq!(s, 201, "orders are accepted while the fence waits: {b}");
+        held.insert(b["order_id"].as_str().expect("id").to_owned());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Ok(Some(id)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+        panic!("{id} was published before the fence committed");
+    }
+    let mut want: Vec<String> = held.iter().cloned().collect();
+    want.sort();
+    assert_eq!(
+        db.outbox_order_ids(&sku).await,
+        want,
+        "they wait in the outbox"
+    );
+
+    lock.rollback().await.expect("release the fence");
+    receive_all(&mut rx, &held).await;
+    let fences: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT coalesce(sum(passes), 0)::bigint FROM replication_fence WHERE holder LIKE 'outbox-%'",
+            &[],
+        )
+        .await
+        .expect("fence rows")
+        .get(0);
+    assert!(fences >= 2, "one fence per publishing pass: {fences}");
+}
