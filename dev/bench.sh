@@ -11,6 +11,8 @@
 #      (wrk), with order-api's peak RSS;
 #   4c. reservations at C after BENCH_HISTORY_ORDERS earlier orders (bulk-loaded
 #      once by dev/bench/history.sql into a database kept between runs);
+#   4h. reservations at C on the replicated topology of `make up-ha`, synchronous
+#      replication and HAProxy in front (dev/bench/ha.sh, in its own namespace);
 #   5. a full drop with vouchers (the `drop` simulator, with pdf-generator), and
 #   5b. a 10,000-unit drop, with the CPU every process spent on it (dev/bench/cpu.py)
 #      and pdf-generator's own timings;
@@ -203,6 +205,12 @@ curl -fsS "$OA_METRICS_URL/metrics" >"$OUT/order-api.metrics" || true
 stop_pid "$OA_PID"
 drop_db "$APPDB"
 
+# ---- 4h. reservations on the replicated topology (what zero loss costs) ----------
+log "reservations on the replicated topology: Patroni with a synchronous standby, HAProxy (dev/bench/ha.sh)"
+ha_status=0
+BENCH_HA_OUT=$OUT BENCH_SECS=$SECS BENCH_C=$C bash dev/bench/ha.sh >"$OUT/ha.txt" 2>&1 || ha_status=$?
+((ha_status == 0)) || { tail -5 "$OUT/ha.txt" >&2; log "the replicated row failed (see $OUT/ha.txt)"; }
+
 # ---- 4c. reservations after a season of drops ------------------------------------
 history_url=$(db_url "$HISTDB")
 history_loaded() {
@@ -276,6 +284,10 @@ echo "total_secs=$((SECONDS - T_START))" >>"$OUT/meta.txt"
 log "writing docs/benchmarks.md, docs/benchmarks.json, docs/benchmarks.svg"
 python3 dev/bench/report.py "$OUT" docs
 log "done in $((SECONDS - T_START))s (raw outputs in $OUT)"
+if ((ha_status != 0)); then
+    log "row 4h (the replicated topology) did not run (see $OUT/ha.txt)"
+    exit 1
+fi
 if ((drop_status != 0)); then
     log "a full drop's invariants FAILED (see $OUT/drop.txt and $OUT/big_drop.txt)"
     exit 1

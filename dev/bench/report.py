@@ -71,6 +71,10 @@ def wrk(name, success):
     return out
 
 
+def read_or(path, default):
+    return path.read_text().strip() if path.exists() else default
+
+
 def batch_size():
     path = raw / "order-api.metrics"
     if not path.exists():
@@ -155,6 +159,11 @@ result = {
         "reservations_c64": wrk("reserve_c64", ["201"]),
         "reservations_c256": wrk("reserve_c256", ["201"]),
         "reservations_after_history": wrk("reserve_history", ["201"]),
+        "reservations_ha_c64": wrk("reserve_ha", ["201"]) if (raw / "wrk_reserve_ha.txt").exists() else None,
+    },
+    "ha": {
+        "sync_standbys": int(read_or(raw / "ha.sync_standbys", "0")),
+        "synchronous_commit": read_or(raw / "ha.synchronous_commit", None),
     },
     "history": {
         "orders_before": int((raw / "history.orders_before").read_text().strip() or 0),
@@ -178,6 +187,8 @@ acc256 = result["http"]["reservations_c256"]["answers_per_s"]
 sold = result["http"]["sold_out"]["answers_per_s"]
 p99_64 = result["http"]["reservations_c64"]["latency_ms"]["p99"]
 acc_hist = result["http"]["reservations_after_history"]["answers_per_s"]
+ha_row = result["http"]["reservations_ha_c64"]
+acc_ha = ha_row["answers_per_s"] if ha_row else None
 
 
 def ratio(a, b):
@@ -190,6 +201,7 @@ result["ratios"] = {
     "sold_out_over_http_ceiling": ratio(sold, ceiling),
     "accepted_c256_over_http_ceiling": ratio(acc256, ceiling),
     "accepted_c64_after_history_over_empty": ratio(acc_hist, acc64),
+    "accepted_c64_ha_over_single_node": ratio(acc_ha, acc64),
     "render_whole_over_stamped_mix": result["renderer"].get("speedup_mix"),
 }
 bd = result["big_drop"] or {}
@@ -233,6 +245,7 @@ bars = [
     ("full drop: sold-out answers", d.get("sold_out_per_s"), "answers/s", "#dd8452"),
     ("full drop: vouchers", v.get("throughput_per_s"), "vouchers/s", "#dd8452"),
     (f"reservations C={result['concurrency']}, after history", acc_hist, "accepted/s", "#c44e52"),
+    (f"reservations C={result['concurrency']}, replicated (sync)", acc_ha, "accepted/s", "#c44e52"),
     (f"{bd.get('units') or 0:,}-unit drop: vouchers", bv.get("throughput_after_first_201_per_s"), "vouchers/s", "#dd8452"),
     ("renderer alone: whole", 1e6 / (result["renderer"]["whole"]["us_per_voucher"] or 1e9), "vouchers/s", "#8172b3"),
     ("renderer alone: stamped (mix)", 1e6 / (result["renderer"]["mix"]["us_per_voucher"] or 1e9), "vouchers/s", "#8172b3"),
@@ -315,6 +328,15 @@ lines.insert(
     f"{result['ratios']['accepted_c64_after_history_over_empty']}× row 4a; database {f(hist['database_bytes'] / 2**20)} MiB; "
     f"answers {hr['answers']}; {f(hr.get('orders_in_db'))} orders written |",
 )
+ha = result["ha"]
+lines.insert(
+    len(lines) - 1,
+    f"| 4h | reservations on the replicated topology (Patroni, {ha['sync_standbys']} synchronous standby, HAProxy) | wrk | {C} | "
+    f"{f(acc_ha)} accepted/s | {ha_row['latency_ms']['p50']} ms | {ha_row['latency_ms']['p99']} ms | "
+    f"{result['ratios']['accepted_c64_ha_over_single_node']}× row 4a; synchronous_commit = {ha['synchronous_commit']}; "
+    f"answers {ha_row['answers']}; {f(ha_row.get('orders_in_db'))} orders read back through :5432 |"
+    if ha_row else "| 4h | reservations on the replicated topology | wrk | – | did not run | – | – | see the raw outputs (ha.txt) |",
+)
 if bd:
     e2e = bv.get("e2e_ms") or {}
     lines.append(
@@ -356,6 +378,7 @@ lines += [
     f"| sold-out answers/s ÷ HTTP ceiling | {result['ratios']['sold_out_over_http_ceiling']} |",
     f"| accepted orders/s (C=256) ÷ HTTP ceiling | {result['ratios']['accepted_c256_over_http_ceiling']} |",
     f"| accepted orders/s (C={C}) after the history ÷ on the empty table | {result['ratios']['accepted_c64_after_history_over_empty']} |",
+    f"| accepted orders/s (C={C}) on the replicated topology ÷ single node | {result['ratios']['accepted_c64_ha_over_single_node']} |",
     f"| renderer: whole ÷ stamped, µs per voucher (the drop's mix) | {result['ratios']['render_whole_over_stamped_mix']} |",
     "",
     "## Targets (issues 7 and 21)",
@@ -445,6 +468,10 @@ lines += [
     "(dev/bench/history.sql: sold-out products of 10,000 orders each, bulk-loaded with one `INSERT ... SELECT generate_series` "
     "and the keys built after; the database is kept between runs, named for the schema and the load). "
     f"This run's load took {result['history']['load_secs']} s (0: kept from an earlier run).",
+    "- **4h**: as 4a, on the replicated topology of `make up-ha` in a private network namespace (dev/bench/ha.sh): "
+    "order-api reaches PostgreSQL through HAProxy's read-write entry point on the Patroni leader, whose commits wait "
+    "for a synchronous standby (`synchronous_mode_strict`), and RabbitMQ's three clustered nodes through HAProxy. "
+    "The order count is read back through the entry point. Its ratio to 4a is what a 201 that survives a failover costs.",
     "- **5b**: as 5, with 10,000 units; vouchers/s over the window from the first 201 to the last `voucher_ready`. "
     "The CPU of every process in the bench's network namespace is read from /proc before and after the drop.",
     "- **6**: `pdf-generator bench-render N` (pdf-generator/src/bench.rs): the same N orders rendered whole (the renderer "
