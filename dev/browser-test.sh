@@ -97,6 +97,7 @@ DB=browser_test_$RUN_ID
 export ORDERS_EXCHANGE=browser.orders.$RUN_ID
 export ORDERS_QUEUE=pdf-generator.orders.browser.$RUN_ID
 export EVENTS_QUEUE=pdf-generator.s3-events.browser.$RUN_ID
+export STORED_QUEUE=pdf-generator.voucher-stored.browser.$RUN_ID
 export VOUCHER_STATUS_QUEUE=order-api.voucher-status.$ORDERS_EXCHANGE
 "$PG_BINDIR/psql" "postgres://drop:drop@127.0.0.1:5432/postgres" -qAt -v ON_ERROR_STOP=1 \
     -c "CREATE DATABASE $DB" >/dev/null

@@ -56,6 +56,7 @@ start_pdf_generator() {
     port=$(free_port)
     env METRICS_ADDR="127.0.0.1:$port" ORDERS_EXCHANGE="$exchange" \
         ORDERS_QUEUE="pdf-generator.orders.$suffix" EVENTS_QUEUE="pdf-generator.s3-events.$suffix" \
+        STORED_QUEUE="pdf-generator.voucher-stored.$suffix" \
         SHUTDOWN_TIMEOUT_SECS=5 RUST_LOG="${APP_LOG:-warn}" NO_COLOR=1 "$@" "$bin" >"$log" 2>&1 &
     PDF_PID=$!
     RUN_PIDS+=("$PDF_PID")
@@ -82,7 +83,7 @@ stop_all() {
 # delete_broker_objects SUFFIX EXCHANGE: the run's private queues and exchange.
 delete_broker_objects() {
     local suffix=$1 exchange=$2 api=${RABBITMQ_MANAGEMENT_URL:-http://127.0.0.1:15672}/api q
-    for q in "pdf-generator.orders.$suffix" "pdf-generator.s3-events.$suffix" \
+    for q in "pdf-generator.orders.$suffix" "pdf-generator.s3-events.$suffix" "pdf-generator.voucher-stored.$suffix" \
         "order-api.voucher-status.$exchange"; do
         curl -fsS -u guest:guest -X DELETE "$api/queues/%2f/$q" >/dev/null 2>&1 || true
     done

@@ -405,7 +405,8 @@ def check_metrics_not_public(objs) -> list[str]:
 # ---------------------------------------------------------------------------
 # The queues that must not lose a message: the same list as the services
 # declare (drop_contract::topology's quorum_queue_args).
-DURABLE_QUEUES = ("pdf-generator.orders", "pdf-generator.s3-events", "order-api.voucher-status", "orders.dead")
+DURABLE_QUEUES = ("pdf-generator.orders", "pdf-generator.s3-events", "pdf-generator.voucher-stored",
+                  "order-api.voucher-status", "orders.dead")
 
 
 def check_quorum_queues(objs, min_members=3) -> list[str]:

@@ -170,7 +170,8 @@ def exported(tmp_path_factory):
     db = f"k8scheck_{run}"
     logdir = tmp_path_factory.mktemp("services")
     names = {"exchange": f"orders.k8scheck.{run}", "orders": f"pdf-generator.orders.k8scheck.{run}",
-             "events": f"pdf-generator.s3-events.k8scheck.{run}", "status": f"order-api.voucher-status.k8scheck.{run}"}
+             "events": f"pdf-generator.s3-events.k8scheck.{run}", "status": f"order-api.voucher-status.k8scheck.{run}",
+             "stored": f"pdf-generator.voucher-stored.k8scheck.{run}"}
     try:
         psql(stack, f'CREATE DATABASE "{db}"')
     except (OSError, subprocess.SubprocessError) as e:
@@ -185,7 +186,7 @@ def exported(tmp_path_factory):
                    DATABASE_URL=db_url, APP_PROFILE="dev",
                    ADMIN_TOKEN=token, STOCK_RECONCILE_SECS="1", VOUCHER_STATUS_QUEUE=names["status"])
     pdf_env = dict(base, METRICS_ADDR=f"127.0.0.1:{pdf_port}", ORDERS_QUEUE=names["orders"],
-                   EVENTS_QUEUE=names["events"], ROLE="all")
+                   EVENTS_QUEUE=names["events"], STORED_QUEUE=names["stored"], ROLE="all")
     api = Service("order-api", api_env, logdir)
     pdf = Service("pdf-generator", pdf_env, logdir)
     services = [api, pdf]
@@ -233,7 +234,7 @@ def exported(tmp_path_factory):
         try:
             conn = pika.BlockingConnection(pika.URLParameters(stack["AMQP_URL"]))
             ch = conn.channel()
-            for q in (names["orders"], names["events"], names["status"]):
+            for q in (names["orders"], names["events"], names["status"], names["stored"]):
                 ch.queue_delete(q)
             ch.exchange_delete(names["exchange"])
             conn.close()

@@ -90,6 +90,9 @@ pub struct Config {
     pub orders_exchange: String,
     pub orders_queue: String,
     pub events_queue: String,
+    /// The notifier's queue of the renderer's `vouchers_stored.v1`
+    /// (`STORED_QUEUE`), on `orders_exchange`.
+    pub stored_queue: String,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     /// Signs the code in each voucher's QR (`VOUCHER_SIGNING_KEY`); `None`:
@@ -129,6 +132,7 @@ impl Config {
             orders_exchange: env.string("ORDERS_EXCHANGE", topology::ORDERS_EXCHANGE)?,
             orders_queue: env.string("ORDERS_QUEUE", topology::ORDERS_QUEUE)?,
             events_queue: env.string("EVENTS_QUEUE", topology::EVENTS_QUEUE)?,
+            stored_queue: env.string("STORED_QUEUE", topology::STORED_QUEUE)?,
             shutdown_timeout: Duration::from_secs(env.parsed("SHUTDOWN_TIMEOUT_SECS", 20)?),
             log_format: env.parsed("LOG_FORMAT", LogFormat::Text)?,
             signing_key: env
@@ -176,6 +180,7 @@ mod tests {
         assert_eq!(c.orders_exchange, "orders");
         assert_eq!(c.orders_queue, "pdf-generator.orders");
         assert_eq!(c.events_queue, "pdf-generator.s3-events");
+        assert_eq!(c.stored_queue, "pdf-generator.voucher-stored");
     }
 
     #[test]

@@ -118,10 +118,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
             url_ttl: config.voucher_url_ttl,
             fanout: Arc::clone(&fanout),
         };
+        let notifier = Arc::new(notifier);
+        let announcer = notifier::StoredAnnouncer {
+            notifier: Arc::clone(&notifier),
+            exchange: config.orders_exchange.clone(),
+            queue: config.stored_queue.clone(),
+        };
         roles.spawn(consumer::run(
-            Arc::new(notifier),
+            notifier,
             consumer_settings(&config),
             readiness.track("notify"),
+            shutdown.clone(),
+        ));
+        roles.spawn(consumer::run(
+            Arc::new(announcer),
+            consumer_settings(&config),
+            readiness.track("announce"),
             shutdown.clone(),
         ));
     }

@@ -6,12 +6,24 @@
 //! presigned download link, into the browsers' broker ([`crate::fanout`]).
 //! The event is acked only after that broker confirmed the publish, so a
 //! crash in between means a duplicate message, never a missing one.
+//!
+//! The object store's events are not the only source ([`StoredAnnouncer`]):
+//! a bucket notification can be lost before it reaches the broker (Ceph's
+//! synchronous topics send the event from the PUT and never retry it, so the
+//! events in flight when the broker node dies are gone while the PUTs
+//! succeeded; MinIO keeps undelivered events in a `queue_dir` that a pod
+//! restart loses). The renderer's own `vouchers_stored.v1`, published with a
+//! confirm before it acks an order, is announced as well. A voucher is then
+//! usually announced twice, which browsers already take (at-least-once).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use drop_contract::{messages::VoucherEvent, topology};
+use drop_contract::{
+    messages::{VoucherEvent, VoucherStatus},
+    topology,
+};
 use lapin::message::Delivery;
 use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
@@ -67,6 +79,54 @@ impl Handler for Notifier {
                 continue;
             };
             if let Err(outcome) = self.notify(&order_id, shutdown).await {
+                return outcome;
+            }
+        }
+        Outcome::Ack
+    }
+}
+
+/// The notifier's second source: the renderer's [`VoucherStatus`] on the
+/// orders exchange (`voucher.stored`, queue `STORED_QUEUE`). Each order in it
+/// is announced as a bucket event's would be: HEAD (so a voucher deleted by a
+/// cancellation since is not announced), presign, publish, then ack.
+pub struct StoredAnnouncer {
+    pub notifier: Arc<Notifier>,
+    pub exchange: String,
+    pub queue: String,
+}
+
+impl Handler for StoredAnnouncer {
+    type Session = ();
+
+    fn role(&self) -> &'static str {
+        "announce"
+    }
+
+    fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        topology::declare_stored_queue(channel, &self.exchange, &self.queue).await
+    }
+
+    async fn open_session(&self, _connection: &Connection) -> lapin::Result<()> {
+        Ok(())
+    }
+
+    async fn handle(&self, delivery: &Delivery, _: &(), shutdown: &CancellationToken) -> Outcome {
+        let order_ids = match serde_json::from_slice::<VoucherStatus>(&delivery.data) {
+            Ok(VoucherStatus::StoredV1 { order_ids }) => order_ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed voucher status; dead-lettering");
+                return Outcome::DeadLetter("malformed_status");
+            }
+        };
+        for order_id in &order_ids {
+            // A failure requeues the whole status: the ids before it are
+            // announced again, a duplicate and never a gap.
+            if let Err(outcome) = self.notifier.notify(order_id, shutdown).await {
                 return outcome;
             }
         }

@@ -25,6 +25,11 @@ pub const ORDERS_QUEUE: &str = "pdf-generator.orders";
 pub const VOUCHER_STORED_KEY: &str = "voucher.stored";
 /// order-api's queue of voucher statuses, bound with [`VOUCHER_STORED_KEY`].
 pub const VOUCHER_STATUS_QUEUE: &str = "order-api.voucher-status";
+/// The notifier's queue of the same statuses, bound with
+/// [`VOUCHER_STORED_KEY`]: every stored voucher is announced from it too, so
+/// a bucket event the object store lost (a synchronous RGW topic whose broker
+/// node died, a MinIO `queue_dir` lost with its pod) loses no announcement.
+pub const STORED_QUEUE: &str = "pdf-generator.voucher-stored";
 
 pub const DEAD_LETTER_EXCHANGE: &str = "orders.dlx";
 pub const DEAD_LETTER_QUEUE: &str = "orders.dead";
@@ -100,6 +105,12 @@ pub async fn declare_voucher_status_queue(
     declare_orders_exchange(ch, exchange).await?;
     durable_queue(ch, queue, quorum_queue_args(true, true)).await?;
     bind(ch, queue, exchange, VOUCHER_STORED_KEY).await
+}
+
+/// What the notifier consumes besides the bucket events: `exchange` →
+/// `queue` (`voucher.stored`), with dead letters and the delivery limit.
+pub async fn declare_stored_queue(ch: &Channel, exchange: &str, queue: &str) -> lapin::Result<()> {
+    declare_voucher_status_queue(ch, exchange, queue).await
 }
 
 /// What the notifier consumes: `s3.events` → `queue` (`voucher-events`),

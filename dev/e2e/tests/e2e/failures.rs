@@ -252,3 +252,53 @@ async fn two_replicas_share_the_load() {
         .sum("notifier_published_total", &[]);
     assert!(published_a + published_b >= total);
 }
+
+/// The object store's event never reaches this harness's notifier (its
+/// events queue is unbound from `s3.events` once it consumes, as if the
+/// store had lost every event): each voucher is still announced on
+/// `voucher.<id>`, from the renderer's `vouchers_stored.v1`, and the events
+/// queue delivered nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_bucket_event_still_gets_its_voucher_announced() {
+    let h = Harness::new("lost-event").await;
+    let vouchers = h.collector();
+    h.subscribe_voucher("voucher.*").await;
+    let api = h.order_api().await;
+    api.create_product(&h.sku, "Lost events", 10).await;
+    let pdfgen = h.pdf_generator("pdf-generator", &[]).await;
+    h.admin()
+        .await
+        .queue_unbind(
+            h.events_queue.as_str().into(),
+            drop_contract::topology::EVENTS_EXCHANGE.into(),
+            EVENTS_KEY.into(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("unbinding the events queue");
+
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            api.order(&h.sku, "Lost", &format!("Event {i}"), &phone(i))
+                .await,
+        );
+    }
+    let messages = vouchers.wait_all(&ids, Duration::from_secs(30)).await;
+    for id in &ids {
+        h.verify_voucher(&messages[id], id, &["Lost Event"]).await;
+    }
+    let m = pdfgen.metrics(&h.http).await;
+    assert_eq!(
+        m.sum("messages_consumed_total", &[r#"role="notify""#]),
+        0.0,
+        "{}",
+        m.0
+    );
+    assert!(
+        m.sum("messages_acked_total", &[r#"role="announce""#]) >= 1.0,
+        "{}",
+        m.0
+    );
+    assert!(m.sum("notifier_published_total", &[]) >= 3.0, "{}", m.0);
+}

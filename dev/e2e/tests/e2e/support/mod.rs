@@ -123,6 +123,8 @@ pub struct Harness {
     pub exchange: String,
     pub orders_queue: String,
     pub events_queue: String,
+    /// The notifier's queue of the renderer's voucher statuses (`STORED_QUEUE`).
+    pub stored_queue: String,
     /// Our own durable queue on `amq.topic`: the customer's side.
     pub voucher_queue: String,
     /// A copy of every dead letter (bound to the fanout `orders.dlx`), so the
@@ -158,6 +160,7 @@ impl Harness {
             format!("e2e.vouchers.{id}"),
             format!("e2e.dead.{id}"),
             format!("order-api.voucher-status.e2e.{id}"),
+            format!("pdf-generator.voucher-stored.e2e.{id}"),
         ];
         let h = Harness {
             _broker_objects: BrokerObjects {
@@ -170,6 +173,7 @@ impl Harness {
             voucher_queue: queues[2].clone(),
             dead_queue: queues[3].clone(),
             status_queue: queues[4].clone(),
+            stored_queue: queues[5].clone(),
             sku: format!("E2E-{}", &id[id.len() - 8..]),
             db: TestDb::create().await,
             logs,
@@ -373,6 +377,7 @@ impl Harness {
         cmd.env("METRICS_ADDR", addr.to_string())
             .env("ORDERS_QUEUE", &self.orders_queue)
             .env("EVENTS_QUEUE", &self.events_queue)
+            .env("STORED_QUEUE", &self.stored_queue)
             .env("SHUTDOWN_TIMEOUT_SECS", "20")
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
