@@ -124,8 +124,7 @@ def markdown(r: dict) -> str:
         "",
         "Written by `make chaos` (dev/chaos.sh, dev/chaos/check.py, dev/chaos/report.py); do not edit by hand.",
         f"Run {r['date_utc']} at commit {r['commit']}, on {r['machine']['cpus']} CPUs "
-        f"(load average {', '.join(map(str, r['machine']['loadavg_1_5_15_at_end']))} at the end; "
-        "the machine was shared with other builds and tests). The numbers are in "
+        f"(load average {', '.join(map(str, r['machine']['loadavg_1_5_15_at_end']))} at the end). The numbers are in "
         "[reliability.json](reliability.json).",
         "",
         "## Headline",
