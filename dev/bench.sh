@@ -273,10 +273,14 @@ run_drop big_drop "$BIG_DROPDB" "$BIG_DROP_EXCHANGE" "bench.big.$ID" "$BIG_DROP_
 drop_status=$(($(cat "$OUT/drop.status") | $(cat "$OUT/big_drop.status")))
 
 # ---- 7. open pages ------------------------------------------------------------
-# As the browser user and vhost the stack's env names (STOMP_*), whichever they are.
+# As the page connects (no credentials: the broker's browser user), in the
+# vhost the stack's env names (STOMP_VHOST), publishing where the app does
+# (FANOUT_AMQP_URL). One socket per page, within the hard limit on open files.
 log "open pages: Web-STOMP connections in steps of ${BROWSER_STEPS[*]}"
 (
-    ulimit -n $((${BROWSER_STEPS[-1]} * 2 + 1024))
+    want=$((${BROWSER_STEPS[-1]} + 1024)) hard=$(ulimit -Hn)
+    [[ $hard == unlimited ]] || ((want <= hard)) || want=$hard
+    ulimit -n "$want"
     "${STACK_PYTHON:-python3}" dev/bench/browsers.py "$OUT/browsers.json" "${BROWSER_STEPS[@]}"
 ) >"$OUT/browsers.txt" 2>&1 || log "open pages: the load tool failed (see $OUT/browsers.txt)"
 

@@ -19,8 +19,11 @@ The WebSocket client is written here on asyncio (RFC 6455: the upgrade, and
 masked client frames) so that ten thousand connections fit one process
 without a dependency beyond the stack's venv (pika). Run it with that venv's
 python ($STACK_PYTHON), inside the stack's network namespace.
-Environment: STOMP_URL, STOMP_LOGIN, STOMP_PASSCODE, STOMP_VHOST, AMQP_URL,
-RABBITMQ_MANAGEMENT_URL (what dev/stack.sh writes to its env file).
+Environment: STOMP_URL, STOMP_VHOST, FANOUT_AMQP_URL (where the app publishes
+what browsers receive), RABBITMQ_MANAGEMENT_URL (what dev/stack.sh writes to
+its env file). Pages CONNECT without credentials, as the page does: the
+broker logs them in as its browser user. STOMP_LOGIN and STOMP_PASSCODE, if
+set, are sent instead.
 """
 
 import asyncio
@@ -36,10 +39,10 @@ import urllib.request
 import pika
 
 URL = urllib.parse.urlparse(os.environ.get("STOMP_URL", "ws://127.0.0.1:15674/ws"))
-LOGIN = os.environ.get("STOMP_LOGIN", "browser")
-PASSCODE = os.environ.get("STOMP_PASSCODE", "browser")
-VHOST = os.environ.get("STOMP_VHOST", "/")
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+CREDENTIALS = ({"login": os.environ["STOMP_LOGIN"], "passcode": os.environ.get("STOMP_PASSCODE", "")}
+               if os.environ.get("STOMP_LOGIN") else {})
+VHOST = os.environ.get("STOMP_VHOST", "browser")
+AMQP_URL = os.environ.get("FANOUT_AMQP_URL", "amqp://drop:drop@127.0.0.1:5672/browser")
 MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 HEARTBEAT_S = 10
 OPEN_AT_ONCE = 200
@@ -89,8 +92,8 @@ class Page:
         status = (await self.reader.readuntil(b"\r\n\r\n")).split(b"\r\n", 1)[0]
         if b" 101 " not in status:
             raise ConnectionError(f"upgrade refused: {status!r}")
-        self.send(stomp("CONNECT", {"accept-version": "1.2", "host": VHOST, "login": LOGIN,
-                                    "passcode": PASSCODE, "heart-beat": f"{HEARTBEAT_S * 1000},{HEARTBEAT_S * 1000}"}))
+        self.send(stomp("CONNECT", {"accept-version": "1.2", "host": VHOST, **CREDENTIALS,
+                                    "heart-beat": f"{HEARTBEAT_S * 1000},{HEARTBEAT_S * 1000}"}))
         if not (await self.stomp_frame()).startswith(b"CONNECTED"):
             raise ConnectionError("STOMP CONNECT refused")
         self.send(stomp("SUBSCRIBE", {"id": "sub-0", "destination": f"/exchange/amq.topic/{self.key}",
