@@ -182,15 +182,28 @@ def memory_mib():
 
 
 class Publisher:
-    """Publishes to amq.topic over AMQP, on one thread of its own."""
+    """Publishes to amq.topic over AMQP, on one thread of its own, on a
+    connection opened for each message: between two steps it would sit idle
+    for minutes, and a blocking pika connection answers no heart-beats while
+    idle, so the broker closes it (at 10,000 pages the opening alone took
+    longer than the heart-beat timeout)."""
 
     def __init__(self):
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self.channel = self.pool.submit(lambda: pika.BlockingConnection(pika.URLParameters(AMQP_URL)).channel()).result()
 
-    async def publish(self, key, body):
-        await asyncio.get_running_loop().run_in_executor(
-            self.pool, lambda: self.channel.basic_publish("amq.topic", key, json.dumps(body).encode()))
+    async def connect(self):
+        """A channel on a new connection (not timed: the delivery is)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, lambda: pika.BlockingConnection(pika.URLParameters(AMQP_URL)).channel())
+
+    async def publish(self, channel, key, body):
+        """Publishes on `channel`, then closes its connection."""
+        def send():
+            try:
+                channel.basic_publish("amq.topic", key, json.dumps(body).encode())
+            finally:
+                channel.connection.close()
+        await asyncio.get_running_loop().run_in_executor(self.pool, send)
 
 
 async def main(out, steps):
@@ -208,8 +221,9 @@ async def main(out, steps):
     async def deliver(key, expected, seq):
         done = asyncio.Event()
         waiting[seq] = (expected, done)
+        channel = await publisher.connect()
         started = time.monotonic()
-        await publisher.publish(key, {"seq": seq, "sku": SKU, "stock": "sold_out"})
+        await publisher.publish(channel, key, {"seq": seq, "sku": SKU, "stock": "sold_out"})
         try:
             await asyncio.wait_for(done.wait(), DELIVERY_TIMEOUT_S)
         except asyncio.TimeoutError:
