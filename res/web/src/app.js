@@ -33,9 +33,11 @@ const state = {
   stockLive: false,
   /** The broker confirmed the voucher subscription. */
   voucherLive: false,
-  /** The pending re-check of the order (see scheduleRecheck), and its next delay. */
+  /** The pending re-check of the order (see scheduleRecheck), its next delay, and
+   * a count that stopRecheck bumps, so a re-check in flight then schedules no more. */
   recheckTimer: null,
   recheckDelayMs: 0,
+  recheckRound: 0,
 };
 
 // ------------------------------------------------------------------ HTTP
@@ -426,12 +428,13 @@ const RECHECK_MAX_MS = 60_000;
 
 function scheduleRecheck() {
   stopRecheck();
+  const round = state.recheckRound;
   state.recheckDelayMs = RECHECK_FIRST_MS;
   const tick = async () => {
     state.recheckTimer = null;
     if (!state.orderId || state.voucherReady || state.final) return;
     await checkOrder();
-    if (!state.orderId || state.voucherReady || state.final || state.recheckTimer) return;
+    if (round !== state.recheckRound || !state.orderId || state.voucherReady || state.final) return;
     state.recheckDelayMs = Math.min(state.recheckDelayMs * 2, RECHECK_MAX_MS);
     state.recheckTimer = setTimeout(tick, state.recheckDelayMs);
   };
@@ -441,6 +444,7 @@ function scheduleRecheck() {
 function stopRecheck() {
   if (state.recheckTimer) clearTimeout(state.recheckTimer);
   state.recheckTimer = null;
+  state.recheckRound += 1;
 }
 
 /**
