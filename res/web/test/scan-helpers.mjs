@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import QRCode from 'qrcode';
 import { ADMIN_TOKEN, ARTIFACTS_DIR, BASE_URL, VOUCHER_TIMEOUT_MS, assertPdf } from './helpers.mjs';
 
 const run = promisify(execFile);
@@ -98,18 +97,6 @@ export async function voucherImage(orderId, name) {
   const code = stdout.trim();
   assert.equal(claimsOf(code).oid, orderId, 'the QR holds a signed code for this order');
   return { png, code };
-}
-
-/** A PNG of a QR holding `text`, as a phone screen would show it. */
-export async function qrImage(text, name) {
-  await mkdir(ARTIFACTS_DIR, { recursive: true });
-  const png = join(ARTIFACTS_DIR, `${name}.png`);
-  // Level L: the same code at level M, 480 px wide, is a symbol that
-  // zxing-js read at none of twelve sizes from 0.6 to 2 (a run's forged code;
-  // zbarimg read it). These images test the page's verdicts; the decoder's
-  // robustness is measured on real vouchers (src/scan/camera.js).
-  await QRCode.toFile(png, text, { errorCorrectionLevel: 'L', margin: 4, width: 480 });
-  return png;
 }
 
 /** A short Y4M video of the still image, which Chromium loops as its camera. */

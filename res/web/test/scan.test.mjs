@@ -6,7 +6,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { uniqueSku, putProduct, reserveViaApi, getOrder, screenshot } from './helpers.mjs';
 import {
-  launchWithCamera, createScanner, redeemViaApi, cancelViaApi, waitOrder, voucherImage, qrImage,
+  launchWithCamera, createScanner, redeemViaApi, cancelViaApi, waitOrder, voucherImage,
   cameraVideo, forge, openScanner, answerOn, nextCustomer, startCamera, claimsOf,
 } from './scan-helpers.mjs';
 
@@ -79,16 +79,20 @@ test('camera: a cancelled voucher is red "cancelled"', async () => {
   assert.equal((await getOrder(orderId)).status, 'cancelled');
 });
 
-test('camera: a forged code (another order under a real signature) is red "not one of ours"', async () => {
+// Typed in, not shown to the camera: zxing-js reads some QR symbols at no
+// size at all (two runs' forged codes, drawn by the qrcode package, were
+// such symbols; zbarimg read them), and this test is about the verdict. The
+// camera path is tested with real vouchers above.
+test('a forged code (another order under a real signature) is red "not one of ours"', async () => {
   const victim = await reserveViaApi(SKU);
   const other = await reserveViaApi(SKU);
-  const { code } = await voucherImage(other, 'scan-forge-source');
+  const { code, png } = await voucherImage(other, 'scan-forge-source');
   const forged = forge(code, victim);
   assert.equal(claimsOf(forged).oid, victim);
-  const png = await qrImage(forged, 'scan-forged');
   await withCamera(png, async (context) => {
     const page = await openScanner(context, counter1.token);
-    await startCamera(page);
+    await page.getByLabel('Or type or paste the code').fill(forged);
+    await page.getByRole('button', { name: 'Check code' }).click();
     const a = await answerOn(page);
     await screenshot(page, 'scan-forged-red');
     assert.deepEqual([a.verdict, a.outcome, a.title], ['refused', 'invalid_code', 'Not one of ours']);
