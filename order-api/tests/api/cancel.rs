@@ -11,14 +11,24 @@ use drop_contract::{
     topology,
 };
 use futures::StreamExt;
-use lapin::{
-    Connection, ConnectionProperties,
-    options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
-    types::FieldTable,
-};
+use lapin::{Connection, ConnectionProperties, options::BasicConsumeOptions, types::FieldTable};
 use serde_json::Value;
 
 use crate::helpers::*;
+
+/// Until the voucher-deletion outbox is empty (the test's database is its
+/// own, so every row is the test's).
+async fn deletions_done(db: &TestDb, what: &str) {
+    wait_until(what, Duration::from_secs(10), || async {
+        db.count(
+            "SELECT count(*) FROM voucher_deletions WHERE order_id <> $1",
+            "",
+        )
+        .await
+            == 0
+    })
+    .await;
+}
 
 /// Listens on `stock.<sku>` as a browser would, through `amq.topic`.
 async fn stock_events(sku: &str) -> (Connection, tokio::sync::mpsc::UnboundedReceiver<Value>) {
@@ -26,30 +36,10 @@ async fn stock_events(sku: &str) -> (Connection, tokio::sync::mpsc::UnboundedRec
         .await
         .expect("AMQP");
     let ch = conn.create_channel().await.expect("channel");
-    let queue = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("queue");
-    ch.queue_bind(
-        queue.name().clone(),
-        "amq.topic".into(),
-        topology::stock_routing_key(sku).as_str().into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("bind");
+    let queue = bound_temp_queue(&ch, "amq.topic", &topology::stock_routing_key(sku)).await;
     let mut consumer = ch
         .basic_consume(
-            queue.name().clone(),
+            queue.as_str().into(),
             "stock".into(),
             BasicConsumeOptions {
                 no_ack: true,
@@ -170,15 +160,7 @@ async fn a_cancel_gives_the_unit_back_once_and_deletes_the_voucher() {
         bucket.lacks(&key)
     })
     .await;
-    wait_until("the deletion row gone", Duration::from_secs(10), || async {
-        db.count(
-            "SELECT count(*) FROM voucher_deletions WHERE order_id <> $1",
-            &sku,
-        )
-        .await
-            == 0
-    })
-    .await;
+    deletions_done(&db, "the deletion row gone").await;
 
     // The unit goes to the next customer; then the first phone may reserve
     // again once there is a unit.
@@ -299,19 +281,7 @@ async fn a_voucher_stored_after_the_cancel_is_deleted_too() {
     let gone = app.reserve_one(&sku, 83_000, 1).await;
     let kept = app.reserve_one(&sku, 83_000, 2).await;
     assert_eq!(app.cancel(&gone).await.0, 200);
-    wait_until(
-        "the first deletion done",
-        Duration::from_secs(10),
-        || async {
-            db.count(
-                "SELECT count(*) FROM voucher_deletions WHERE order_id <> $1",
-                &sku,
-            )
-            .await
-                == 0
-        },
-    )
-    .await;
+    deletions_done(&db, "the first deletion done").await;
 
     // Now the renderer stores the voucher, and says so.
     let bucket = Bucket::new("late-voucher-test");

@@ -386,3 +386,34 @@ pub fn signed_code(order_id: &str, sku: &str, nbf: Option<i64>, exp: Option<i64>
         exp,
     })
 }
+
+/// A server-named, exclusive queue on `ch`, bound to `exchange` with `key`:
+/// what a test listens on, gone with its connection.
+pub async fn bound_temp_queue(ch: &lapin::Channel, exchange: &str, key: &str) -> String {
+    use lapin::{
+        options::{QueueBindOptions, QueueDeclareOptions},
+        types::FieldTable,
+    };
+    let queue = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare queue");
+    ch.queue_bind(
+        queue.name().clone(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    queue.name().to_string()
+}

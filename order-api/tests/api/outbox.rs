@@ -14,10 +14,7 @@ use std::{
 use futures::StreamExt;
 use lapin::{
     Connection, ConnectionProperties, ExchangeKind,
-    options::{
-        BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
-        QueueDeclareOptions,
-    },
+    options::{BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions},
     types::FieldTable,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -99,30 +96,10 @@ async fn collect_orders(
     )
     .await
     .expect("declare exchange");
-    let queue = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare queue");
-    ch.queue_bind(
-        queue.name().clone(),
-        exchange.into(),
-        "order.#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("bind");
+    let queue = bound_temp_queue(&ch, exchange, "order.#").await;
     let mut consumer = ch
         .basic_consume(
-            queue.name().clone(),
+            queue.as_str().into(),
             "test".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
