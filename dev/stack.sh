@@ -11,6 +11,8 @@
 #   install-ha              only the packages and the venv of up-ha (needs the registries)
 #   env                     print `export VAR=...` lines for clients (also in $STATE/env)
 #   start|stop|restart SVC  SVC is postgres | redis | rabbitmq | s3 (chaos tests use these)
+#   fanout up|down|alarm|clear  a second RabbitMQ node for the browsers' side, and a
+#                           real memory alarm on it (dev/stack/fanout.sh; e2e tests use it)
 #   check                   end-to-end self-test: S3 PUT -> AMQP event, browser STOMP permissions
 #
 # Services and names follow docs/design.md. The S3 server is Ceph's RADOS Gateway
@@ -37,6 +39,8 @@ source "$ROOT/dev/stack/rabbitmq.sh"
 source "$ROOT/dev/stack/s3.sh"
 # shellcheck source=dev/stack/ha.sh
 source "$ROOT/dev/stack/ha.sh"
+# shellcheck source=dev/stack/fanout.sh
+source "$ROOT/dev/stack/fanout.sh"
 
 # ---------------------------------------------------------------- env
 
@@ -138,6 +142,7 @@ cmd_up() {
 cmd_down() {
     # Reverse order; reused services are left alone.
     if [[ $(owner s3) == ours ]]; then ceph_stop_all; fi
+    fanout_rmq fanout_down
     if [[ $(owner rabbitmq) == ours ]]; then rabbitmq_down; fi
     if [[ $(owner redis) == ours ]]; then redis_stop; fi
     if [[ $(owner ha) == ours ]]; then cmd_down_ha; fi
@@ -155,7 +160,7 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -168,6 +173,7 @@ main() {
     ha-leader) patroni_leader ;;
     ha-fault) shift && cmd_ha_fault "$@" ;;
     ha-heal) cmd_ha_heal ;;
+    fanout) shift && cmd_fanout "$@" ;;
     install-ha) ensure_packages && ensure_packages "${HA_PACKAGES[@]}" && ensure_venv ;;
     down) cmd_down ;;
     status) cmd_status ;;

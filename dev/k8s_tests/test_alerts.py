@@ -67,6 +67,7 @@ BROKEN = {
     "no primary counted wrong": lambda g: _alert(g, "DropPostgresNoPrimary").update(
         expr='count(cnpg_pg_replication_in_recovery{namespace="drop"} == 0) < 1'),
     "failover pages at once": lambda g: _alert(g, "DropPostgresNoPrimary").pop("for"),
+    "blocked announcements page at once": lambda g: _alert(g, "DropVoucherAnnouncementsBlocked").pop("for"),
     "alert removed": lambda g: g[0]["rules"].remove(_alert(g, "DropOrdersQueueBacklog")),
 }
 

@@ -12,21 +12,39 @@
 //! closed, so the notifier's consumer (on the pipeline broker) keeps running
 //! while the fan-out broker is away; each publish is retried within the
 //! message's budget like any other.
+//!
+//! A resource alarm on the fan-out broker (memory or disk, e.g. caused by
+//! browsers) is not such a failure: the broker sends `connection.blocked`
+//! and stops reading what this connection publishes until the alarm clears
+//! (RabbitMQ's "Blocked Connection Notifications"; lapin then holds our
+//! frames too). While blocked, a publish waits for `connection.unblocked`
+//! without spending the message's retry budget, so a long alarm delays the
+//! announcements and dead-letters none: the bucket events wait, unacked and
+//! durable, on the pipeline broker. The customer's page meanwhile finds its
+//! voucher through `GET /v1/orders/{id}`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lapin::{Channel, Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
+use crate::metrics;
 use crate::publish::{self, Message, PublishError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a publisher held by `connection.blocked` looks again.
+const BLOCKED_POLL: Duration = Duration::from_millis(250);
 
 pub struct Fanout {
     url: SecretString,
     /// The open connection and its confirm channel, if any.
     open: Mutex<Option<(Connection, Channel)>>,
+    /// Whether publishes wait for the broker to unblock us: one log line and
+    /// one gauge change per alarm, not one per message in flight.
+    waiting: AtomicBool,
 }
 
 impl Fanout {
@@ -34,18 +52,68 @@ impl Fanout {
         Self {
             url,
             open: Mutex::new(None),
+            waiting: AtomicBool::new(false),
         }
     }
 
-    /// Publishes with a confirm, (re)connecting first when needed.
-    pub async fn publish(&self, message: &Message<'_>) -> Result<(), PublishError> {
-        let channel = self.channel().await?;
-        let result = publish::publish(&channel, message).await;
-        if result.is_err() && !channel.status().connected() {
-            // Connect afresh on the next attempt.
-            self.open.lock().await.take();
+    /// Publishes with a confirm, (re)connecting first when needed, and
+    /// waiting out a blocked connection (module docs).
+    pub async fn publish(
+        &self,
+        message: &Message<'_>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), PublishError> {
+        loop {
+            self.wait_unblocked(shutdown).await?;
+            let channel = self.channel().await?;
+            let result = publish::publish(&channel, message).await;
+            if result.is_err() && self.blocked().await {
+                // Blocked while this publish was out (its confirm timed out
+                // behind the alarm): not this message's failure. Publish it
+                // again once unblocked; a duplicate at worst.
+                continue;
+            }
+            if result.is_err() && !channel.status().connected() {
+                // Connect afresh on the next attempt.
+                self.open.lock().await.take();
+            }
+            return result;
         }
-        result
+    }
+
+    /// Whether the broker has blocked the open connection.
+    async fn blocked(&self) -> bool {
+        self.open
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|(connection, _)| {
+                let status = connection.status();
+                status.connected() && status.blocked()
+            })
+    }
+
+    async fn wait_unblocked(&self, shutdown: &CancellationToken) -> Result<(), PublishError> {
+        if !self.blocked().await {
+            return Ok(());
+        }
+        if !self.waiting.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the fan-out broker blocks our publishes (a resource alarm); announcements wait for it"
+            );
+            ::metrics::gauge!(metrics::FANOUT_BLOCKED).set(1.0);
+        }
+        while self.blocked().await {
+            tokio::select! {
+                () = tokio::time::sleep(BLOCKED_POLL) => {}
+                () = shutdown.cancelled() => return Err(PublishError::Blocked),
+            }
+        }
+        if self.waiting.swap(false, Ordering::Relaxed) {
+            tracing::info!("the fan-out broker unblocked our publishes");
+            ::metrics::gauge!(metrics::FANOUT_BLOCKED).set(0.0);
+        }
+        Ok(())
     }
 
     async fn channel(&self) -> Result<Channel, PublishError> {
@@ -69,6 +137,9 @@ impl Fanout {
         .map_err(|_| PublishError::Unconfirmed(CONNECT_TIMEOUT))??;
         let channel = publish::confirm_channel(&connection).await?;
         tracing::info!("connected to the fan-out broker");
+        // A fresh connection is not blocked (yet): exported from the start,
+        // so a dashboard and the alert see 0 rather than nothing.
+        ::metrics::gauge!(metrics::FANOUT_BLOCKED).set(0.0);
         *open = Some((connection, channel.clone()));
         Ok(channel)
     }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use metrics::{Unit, describe_counter, describe_histogram};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +38,9 @@ pub const PUBLISH_SECONDS: &str = "notifier_publish_duration_seconds";
 pub const PUBLISHED: &str = "notifier_published_total";
 /// From the order's commit (`order-created-at`) to its voucher_ready publish.
 pub const END_TO_END_SECONDS: &str = "voucher_end_to_end_seconds";
+/// 1 while the fan-out broker blocks the notifier's publishes (a resource
+/// alarm there), else 0.
+pub const FANOUT_BLOCKED: &str = "fanout_blocked";
 /// Connections to RabbitMQ opened after the first, by `role`.
 pub const RECONNECTS: &str = "amqp_reconnects_total";
 
@@ -79,6 +82,10 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         "From the order's commit to its voucher_ready publish"
     );
     describe_counter!(RECONNECTS, "Reconnections to RabbitMQ");
+    describe_gauge!(
+        FANOUT_BLOCKED,
+        "1 while the fan-out broker blocks the notifier's publishes"
+    );
     Ok(handle)
 }
 

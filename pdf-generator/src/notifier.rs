@@ -214,7 +214,7 @@ impl Notifier {
             self.max_attempts,
             shutdown,
             |_| true,
-            || self.fanout.publish(&message),
+            || self.fanout.publish(&message, shutdown),
         )
         .await;
         match published {

@@ -21,6 +21,8 @@ pub enum PublishError {
     Nacked,
     #[error("no publisher confirm within {0:?}")]
     Unconfirmed(Duration),
+    #[error("shutting down while the broker blocks our publishes")]
+    Blocked,
 }
 
 /// A confirm normally takes milliseconds; a broker that sits on one is as

@@ -8,9 +8,10 @@
 // the browser user's max-connections is lowered to what is open plus a few,
 // through the management API, and put back afterwards; the same mechanism as
 // the production limit (BROWSER_MAX_CONNECTIONS), at a size one machine can
-// fill. What a single local node cannot show, a memory alarm caused by
-// browsers, is the reason for the separate fan-out cluster in Kubernetes
-// (docs/operations.md, "Browsers and the pipeline").
+// fill. A single node cannot show the other half, a memory alarm caused by
+// browsers, because alarms are per node: the e2e test
+// a_memory_alarm_on_the_browsers_broker_stops_only_its_announcements does,
+// on a second node (docs/operations.md, "Browsers and the pipeline").
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '@stomp/stompjs';

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Harness, OrderApi, eventually, phone, stack, workspace_root};
+use crate::support::{Collector, Harness, OrderApi, eventually, phone, stack, var, workspace_root};
 
 /// Starts a stopped shared service again if the test fails half-way, so the
 /// next test (and the next person) finds the stack up.
@@ -192,4 +192,161 @@ async fn sigkill_mid_batch_then_restart() {
         "the restart should have redone some in-flight work:\n{}",
         second.log_tail()
     );
+}
+
+/// Stops the fan-out node when the test ends, also when it failed (with its
+/// alarm still raised).
+struct StopFanout;
+
+impl Drop for StopFanout {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(workspace_root().join("dev/stack.sh"))
+            .args(["fanout", "down"])
+            .status();
+    }
+}
+
+/// The memory alarms of the browsers' broker and of the pipeline's, as the
+/// management API of each node reports them (None until its first stats).
+async fn memory_alarms(http: &reqwest::Client, management_url: &str) -> Vec<Option<bool>> {
+    let nodes: serde_json::Value = http
+        .get(format!("{management_url}/api/nodes"))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .expect("GET /api/nodes")
+        .json()
+        .await
+        .expect("nodes JSON");
+    nodes
+        .as_array()
+        .expect("a list of nodes")
+        .iter()
+        .map(|n| n["mem_alarm"].as_bool())
+        .collect()
+}
+
+/// A real memory alarm on the browsers' broker (a second RabbitMQ node, as
+/// the fan-out RabbitmqCluster is in Kubernetes; dev/stack/fanout.sh) blocks
+/// the notifier's publishes there and nothing else: while it lasts, every
+/// order of the drop still gets its voucher stored and `voucher_ready` from
+/// `GET /v1/orders/{id}` (what the waiting page asks), the pipeline's broker
+/// has no alarm, and no announcement gets through. Once it clears, every
+/// connected customer gets their `voucher.<id>`, and nothing was
+/// dead-lettered: the notifier waited for `connection.unblocked` instead of
+/// spending its retries: its budget here is one attempt, which a 15 s
+/// confirm timeout behind the alarm would spend. The node starts empty and
+/// is stopped at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_alarm_on_the_browsers_broker_stops_only_its_announcements() {
+    let _stop = StopFanout;
+    stack(&["fanout", "up"]).await;
+    let h = Harness::new("fanout-alarm").await;
+    let fanout_url = var(
+        "FANOUT_NODE_AMQP_URL",
+        "amqp://drop:drop@127.0.0.1:5675/browser",
+    );
+    let fanout_management = var("FANOUT_NODE_MANAGEMENT_URL", "http://127.0.0.1:15675");
+    let pipeline_management = var("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672");
+
+    // The customers' side: one queue on the browsers' broker, bound as a
+    // waiting page's subscription is.
+    let customers = format!("e2e.fanout-vouchers.{}", h.id);
+    let fanout = lapin::Connection::connect(&fanout_url, lapin::ConnectionProperties::default())
+        .await
+        .expect("connecting to the fan-out node");
+    let channel = fanout.create_channel().await.expect("a channel");
+    channel
+        .queue_declare(
+            customers.as_str().into(),
+            lapin::options::QueueDeclareOptions::durable(),
+            drop_contract::topology::quorum_queue_args(false, false),
+        )
+        .await
+        .expect("declaring the customers' queue");
+    drop_contract::topology::bind(
+        &channel,
+        &customers,
+        drop_contract::topology::TOPIC_EXCHANGE,
+        "voucher.*",
+    )
+    .await
+    .expect("binding the customers' queue");
+    let vouchers = Collector::start_on(fanout_url.clone(), customers.clone());
+
+    let api = h.order_api().await;
+    api.create_product(&h.sku, "Alarm", 10).await;
+    let pdfgen = h
+        .pdf_generator(
+            "pdf-generator",
+            &[
+                ("FANOUT_AMQP_URL", fanout_url.as_str()),
+                ("MAX_ATTEMPTS", "1"),
+            ],
+        )
+        .await;
+    let first = api.order(&h.sku, "Before", "Alarm", &phone(0)).await;
+    vouchers
+        .wait_all(std::slice::from_ref(&first), Duration::from_secs(30))
+        .await;
+
+    stack(&["fanout", "alarm"]).await;
+    eventually(
+        "the fan-out node's memory alarm",
+        Duration::from_secs(30),
+        || async {
+            memory_alarms(&h.http, &fanout_management)
+                .await
+                .contains(&Some(true))
+                .then_some(())
+        },
+    )
+    .await;
+
+    let alarm_raised = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for i in 1..=4 {
+        ids.push(
+            api.order(&h.sku, "During", &format!("Alarm {i}"), &phone(i))
+                .await,
+        );
+    }
+    for id in &ids {
+        eventually(
+            "voucher_ready from GET /v1/orders/{id}",
+            Duration::from_secs(60),
+            || async { (api.status(id).await == "voucher_ready").then_some(()) },
+        )
+        .await;
+    }
+    assert_eq!(
+        memory_alarms(&h.http, &pipeline_management).await,
+        vec![Some(false)],
+        "the pipeline's broker has no alarm"
+    );
+    let m = pdfgen.metrics(&h.http).await;
+    assert_eq!(m.sum("fanout_blocked", &[]), 1.0, "{}", m.0);
+    assert!(
+        ids.iter().all(|id| !vouchers.has(id)),
+        "no announcement passed the alarm"
+    );
+
+    // Past the one attempt's confirm timeout (15 s), with room.
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(alarm_raised.elapsed())).await;
+    stack(&["fanout", "clear"]).await;
+    let messages = vouchers.wait_all(&ids, Duration::from_secs(90)).await;
+    for (i, id) in ids.iter().enumerate() {
+        h.verify_voucher(&messages[id], id, &[&format!("During Alarm {}", i + 1)])
+            .await;
+    }
+    let m = pdfgen.metrics(&h.http).await;
+    assert_eq!(m.sum("fanout_blocked", &[]), 0.0, "{}", m.0);
+    assert_eq!(m.sum("messages_dead_lettered_total", &[]), 0.0, "{}", m.0);
+
+    drop(vouchers);
+    let _ = channel
+        .queue_delete(customers.as_str().into(), Default::default())
+        .await;
+    let _ = fanout.close(200, "done".into()).await;
 }

@@ -23,6 +23,11 @@ pub struct Collected {
 
 impl Collector {
     pub(super) fn start(queue: String) -> Collector {
+        Collector::start_on(amqp_url(), queue)
+    }
+
+    /// As [`Collector::start`], from a queue on another broker (`url`).
+    pub fn start_on(url: String, queue: String) -> Collector {
         let state = Arc::new(Mutex::new(Collected::default()));
         let notify = Arc::new(Notify::new());
         let task = tokio::spawn({
@@ -30,7 +35,7 @@ impl Collector {
             let notify = Arc::clone(&notify);
             async move {
                 loop {
-                    if let Err(e) = collect(&queue, &state, &notify).await {
+                    if let Err(e) = collect(&url, &queue, &state, &notify).await {
                         eprintln!("collector on {queue}: {e}; reconnecting");
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -88,10 +93,15 @@ impl Drop for Collector {
     }
 }
 
-async fn collect(queue: &str, state: &Mutex<Collected>, notify: &Notify) -> anyhow::Result<()> {
+async fn collect(
+    url: &str,
+    queue: &str,
+    state: &Mutex<Collected>,
+    notify: &Notify,
+) -> anyhow::Result<()> {
     let conn = tokio::time::timeout(
         Duration::from_secs(5),
-        Connection::connect(&amqp_url(), ConnectionProperties::default()),
+        Connection::connect(url, ConnectionProperties::default()),
     )
     .await??;
     let ch = conn.create_channel().await?;

@@ -194,6 +194,20 @@ impl OrderApi {
             .ok_or_else(|| format!("no order_id in {body}"))
     }
 
+    /// GET /v1/orders/{id}, as the customer's page asks it: the order's status.
+    pub async fn status(&self, order_id: &str) -> String {
+        let body: Value = self
+            .http
+            .get(self.proc.url(&format!("/v1/orders/{order_id}")))
+            .send()
+            .await
+            .expect("GET /v1/orders/{id}")
+            .json()
+            .await
+            .expect("order JSON");
+        body["status"].as_str().unwrap_or_default().to_owned()
+    }
+
     pub async fn order(&self, sku: &str, first: &str, last: &str, phone: &str) -> String {
         self.try_order(sku, first, last, phone)
             .await
