@@ -117,6 +117,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             max_attempts: config.max_attempts,
             url_ttl: config.voucher_url_ttl,
             fanout: Arc::clone(&fanout),
+            // A 10,000-unit drop fits twice; about 100 bytes each.
+            announced: notifier::Announced::new(20_000),
         };
         let notifier = Arc::new(notifier);
         let announcer = notifier::StoredAnnouncer {

@@ -36,6 +36,9 @@ pub const UPLOADED: &str = "vouchers_uploaded_total";
 pub const PUBLISH_SECONDS: &str = "notifier_publish_duration_seconds";
 /// voucher_ready messages confirmed by the broker.
 pub const PUBLISHED: &str = "notifier_published_total";
+/// Vouchers in the renderer's reports that this process had announced from
+/// their bucket events already, so not again.
+pub const ALREADY_ANNOUNCED: &str = "notifier_already_announced_total";
 /// From the order's commit (`order-created-at`) to its voucher_ready publish.
 pub const END_TO_END_SECONDS: &str = "voucher_end_to_end_seconds";
 /// 1 while the fan-out broker blocks the notifier's publishes (a resource
@@ -76,6 +79,10 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     describe_histogram!(UPLOAD_SECONDS, Unit::Seconds, "Time of one S3 PUT attempt");
     describe_counter!(UPLOADED, "Vouchers uploaded to the object store");
     describe_counter!(PUBLISHED, "voucher_ready messages confirmed by the broker");
+    describe_counter!(
+        ALREADY_ANNOUNCED,
+        "Reported vouchers announced from their bucket events already"
+    );
     describe_histogram!(
         END_TO_END_SECONDS,
         Unit::Seconds,

@@ -13,11 +13,16 @@
 //! events in flight when the broker node dies are gone while the PUTs
 //! succeeded; MinIO keeps undelivered events in a `queue_dir` that a pod
 //! restart loses). The renderer's own `vouchers_stored.v1`, published with a
-//! confirm before it acks an order, is announced as well. A voucher is then
-//! usually announced twice, which browsers already take (at-least-once).
+//! confirm before it acks an order, is announced as well, unless this
+//! process has announced it from its bucket event already ([`Announced`]):
+//! RGW and MinIO send the event from the PUT, so it is normally here before
+//! the renderer's message. A voucher whose event went to another notifier
+//! replica, or came late, is announced twice, which browsers already take
+//! (at-least-once).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use drop_contract::{
@@ -44,6 +49,69 @@ pub struct Notifier {
     pub url_ttl: Duration,
     /// Where `voucher.<order_id>` goes: the browsers' broker.
     pub fanout: Arc<Fanout>,
+    /// What this process has announced, so the second source skips it.
+    pub announced: Announced,
+}
+
+/// How long the renderer's report of a voucher waits for the voucher's own
+/// bucket event before announcing it itself: the event is sent during the
+/// PUT, so it has normally been announced by then; a lost one costs its
+/// customer this much.
+const EVENT_GRACE: Duration = Duration::from_secs(2);
+const GRACE_POLL: Duration = Duration::from_millis(100);
+
+/// The order ids whose `voucher_ready` this process published, the last
+/// `capacity` of them (a drop's worth; older ones are forgotten first, which
+/// costs at most a duplicate announcement).
+pub struct Announced {
+    inner: Mutex<(HashSet<OrderId>, VecDeque<OrderId>)>,
+    capacity: usize,
+}
+
+impl Announced {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+            capacity,
+        }
+    }
+
+    fn insert(&self, id: &OrderId) {
+        let mut guard = self.inner.lock().expect("announced lock");
+        let (set, order) = &mut *guard;
+        if set.insert(id.clone()) {
+            order.push_back(id.clone());
+            while order.len() > self.capacity {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The ids of `ids` not announced yet.
+    fn missing<'a>(&self, ids: &'a [OrderId]) -> Vec<&'a OrderId> {
+        let guard = self.inner.lock().expect("announced lock");
+        ids.iter().filter(|id| !guard.0.contains(*id)).collect()
+    }
+
+    /// Waits up to `grace` for every one of `ids` to be announced; returns
+    /// those that were not.
+    async fn wait_for<'a>(
+        &self,
+        ids: &'a [OrderId],
+        grace: Duration,
+        shutdown: &CancellationToken,
+    ) -> Vec<&'a OrderId> {
+        let deadline = Instant::now() + grace;
+        loop {
+            let missing = self.missing(ids);
+            if missing.is_empty() || Instant::now() >= deadline || shutdown.is_cancelled() {
+                return missing;
+            }
+            tokio::time::sleep(GRACE_POLL).await;
+        }
+    }
 }
 
 impl Handler for Notifier {
@@ -88,8 +156,10 @@ impl Handler for Notifier {
 
 /// The notifier's second source: the renderer's [`VoucherStatus`] on the
 /// orders exchange (`voucher.stored`, queue `STORED_QUEUE`). Each order in it
-/// is announced as a bucket event's would be: HEAD (so a voucher deleted by a
-/// cancellation since is not announced), presign, publish, then ack.
+/// that this process has not announced from its bucket event within
+/// [`EVENT_GRACE`] is announced as a bucket event's would be: HEAD (so a
+/// voucher deleted by a cancellation since is not announced), presign,
+/// publish, then ack.
 pub struct StoredAnnouncer {
     pub notifier: Arc<Notifier>,
     pub exchange: String,
@@ -123,7 +193,14 @@ impl Handler for StoredAnnouncer {
                 return Outcome::DeadLetter("malformed_status");
             }
         };
-        for order_id in &order_ids {
+        let missing = self
+            .notifier
+            .announced
+            .wait_for(&order_ids, EVENT_GRACE, shutdown)
+            .await;
+        ::metrics::counter!(metrics::ALREADY_ANNOUNCED)
+            .increment((order_ids.len() - missing.len()) as u64);
+        for order_id in missing {
             // A failure requeues the whole status: the ids before it are
             // announced again, a duplicate and never a gap.
             if let Err(outcome) = self.notifier.notify(order_id, shutdown).await {
@@ -231,6 +308,7 @@ impl Notifier {
         }
 
         ::metrics::counter!(metrics::PUBLISHED).increment(1);
+        self.announced.insert(order_id);
         if let Some(created_at) = head.order_created_at {
             // Clocks of different hosts can disagree slightly; a negative
             // latency is noise, not a sample.
@@ -261,5 +339,57 @@ fn store_failure(
             tracing::error!(%order_id, operation, error = %e, "object store still failing; dead-lettering");
             Outcome::DeadLetter(exhausted)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> OrderId {
+        OrderId::parse(&format!("{n:032x}")).expect("an order id")
+    }
+
+    #[test]
+    fn announced_ids_are_not_missing_and_the_oldest_are_forgotten() {
+        let announced = Announced::new(2);
+        let ids = [id(1), id(2), id(3)];
+        assert_eq!(announced.missing(&ids).len(), 3);
+        announced.insert(&ids[0]);
+        announced.insert(&ids[1]);
+        announced.insert(&ids[1]);
+        assert_eq!(announced.missing(&ids), vec![&ids[2]]);
+        announced.insert(&ids[2]);
+        // Capacity 2: the first one is forgotten.
+        assert_eq!(announced.missing(&ids), vec![&ids[0]]);
+    }
+
+    #[tokio::test]
+    async fn the_wait_ends_when_every_id_is_announced_or_at_the_grace() {
+        let grace = Duration::from_secs(2);
+        let announced = Arc::new(Announced::new(16));
+        let ids = [id(1), id(2)];
+        let shutdown = CancellationToken::new();
+        let later = {
+            let announced = Arc::clone(&announced);
+            let ids = ids.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                announced.insert(&ids[0]);
+                announced.insert(&ids[1]);
+            })
+        };
+        let started = Instant::now();
+        assert!(announced.wait_for(&ids, grace, &shutdown).await.is_empty());
+        assert!(started.elapsed() < grace);
+        later.await.expect("the announcing task");
+
+        let unseen = [id(3)];
+        let started = Instant::now();
+        assert_eq!(
+            announced.wait_for(&unseen, grace, &shutdown).await,
+            vec![&unseen[0]]
+        );
+        assert!(started.elapsed() >= grace);
     }
 }

@@ -217,6 +217,27 @@ async fn a_batch_message_gets_a_voucher_per_order_and_one_ack() {
     ] {
         assert_eq!(m.sum(metric, labels), want, "{metric}: {}", m.0);
     }
+    // The renderer's report of the batch reaches the notifier too. The
+    // vouchers it names were announced from their bucket events (sent during
+    // each PUT, so before the report), so it announces none again: no
+    // HEAD, presign or publish for them.
+    let m = eventually("the report is acked", Duration::from_secs(20), || async {
+        let m = pdfgen.metrics(&h.http).await;
+        (m.sum("messages_acked_total", &[r#"role="announce""#]) >= 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        m.sum("notifier_already_announced_total", &[]),
+        ids.len() as f64,
+        "{}",
+        m.0
+    );
+    assert_eq!(
+        m.sum("notifier_published_total", &[]),
+        ids.len() as f64,
+        "{}",
+        m.0
+    );
 }
 
 /// SIGTERM: the replica stops taking deliveries, finishes and acks what it
