@@ -30,7 +30,8 @@ the final state):
     fault to the first 201 of a request sent after it is the recovery time
     (printed and recorded, never asserted).
 
-Order ids are their holders' capabilities: only their first 8 characters print.
+Order ids are their holders' capabilities: only their last 6 characters print,
+as in the services' logs (the first 12 are the order's time).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ CAPTURE_VHOST = os.environ.get("FANOUT_AMQP_URL", "").rsplit("/", 1)[-1] or "%2F
 
 
 def short(order_id: str) -> str:
-    return order_id[:8] + "…"
+    return "…" + order_id[-6:]
 
 
 def read_lines(path: str) -> list[dict]:

@@ -48,8 +48,9 @@ pub struct CreateOrder {
 /// A reservation.
 #[derive(Serialize, ToSchema)]
 pub struct OrderCreated {
-    /// 128 random bits as 32 lowercase hex digits: the customer's secret.
-    #[schema(example = "3f2b9c0d4e5f60718293a4b5c6d7e8f9")]
+    /// 32 lowercase hex digits, the order's millisecond then 80 random
+    /// bits: the customer's secret.
+    #[schema(example = "019ad9c8b27b718293a4b5c6d7e8f9a0")]
     pub order_id: String,
     #[schema(example = "reserved")]
     pub status: &'static str,

@@ -81,7 +81,7 @@ function open(config) {
 /** Subscribes as the page does; resolves once the broker confirms it. */
 function watchVoucher(client, orderId, onMessage) {
   return new Promise((resolve) => {
-    const receipt = `r-${orderId.slice(0, 8)}`;
+    const receipt = `r-${orderId.slice(-8)}`;
     client.watchForReceipt(receipt, resolve);
     client.subscribe(`/exchange/amq.topic/voucher.${orderId}`, (msg) => onMessage(JSON.parse(msg.body)), {
       receipt,

@@ -68,7 +68,7 @@ export async function waitOrder(orderId, done, timeoutMs = VOUCHER_TIMEOUT_MS) {
     if (res.status === 200 && done(body)) return body;
     await new Promise((r) => setTimeout(r, 250));
   }
-  assert.fail(`order ${orderId.slice(0, 8)}…: still ${JSON.stringify(body)} after ${timeoutMs} ms`);
+  assert.fail(`order …${orderId.slice(-6)}: still ${JSON.stringify(body)} after ${timeoutMs} ms`);
 }
 
 /** The claims of a compact JWS, unverified (the page and the server verify). */
