@@ -38,7 +38,7 @@ use crate::events::{self, Record};
 use crate::fanout::Fanout;
 use crate::metrics;
 use crate::order::OrderId;
-use crate::publish::Message;
+use crate::publish::{Message, PublishError};
 use crate::retry::{Backoff, RetryError, retry};
 use crate::store::{Store, StoreError};
 
@@ -284,19 +284,22 @@ impl Notifier {
             message_id: order_id.as_str(),
             body: &body,
         };
-        // Every failure is worth another try: a closed channel is reopened.
+        // Every failure is worth another try (a closed channel is reopened),
+        // except shutting down while the fan-out broker blocks us.
         let published = retry(
             "publish",
             Backoff::RETRY,
             self.max_attempts,
             shutdown,
-            |_| true,
+            |e| !matches!(e, PublishError::Blocked),
             || self.fanout.publish(&message, shutdown),
         )
         .await;
         match published {
             Ok(()) => {}
-            Err(RetryError::Cancelled) => return Err(Outcome::Requeue),
+            Err(RetryError::Cancelled | RetryError::Permanent(PublishError::Blocked)) => {
+                return Err(Outcome::Requeue);
+            }
             Err(RetryError::Permanent(e)) => {
                 tracing::warn!(%order_id, error = %e, "publish refused; the event will be redelivered");
                 return Err(Outcome::Requeue);

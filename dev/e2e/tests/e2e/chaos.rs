@@ -236,8 +236,9 @@ async fn memory_alarms(http: &reqwest::Client, management_url: &str) -> Vec<Opti
 /// connected customer gets their `voucher.<id>`, and nothing was
 /// dead-lettered: the notifier waited for `connection.unblocked` instead of
 /// spending its retries: its budget here is one attempt, which a 15 s
-/// confirm timeout behind the alarm would spend. The node starts empty and
-/// is stopped at the end.
+/// confirm timeout behind the alarm would spend. A replica stopped during
+/// the alarm hands its events back to the next one. The node starts empty
+/// and is stopped at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_alarm_on_the_browsers_broker_stops_only_its_announcements() {
     let _stop = StopFanout;
@@ -275,17 +276,14 @@ async fn a_memory_alarm_on_the_browsers_broker_stops_only_its_announcements() {
     .expect("binding the customers' queue");
     let vouchers = Collector::start_on(fanout_url.clone(), customers.clone());
 
+    let dead = h.dead_letters();
     let api = h.order_api().await;
     api.create_product(&h.sku, "Alarm", 10).await;
-    let pdfgen = h
-        .pdf_generator(
-            "pdf-generator",
-            &[
-                ("FANOUT_AMQP_URL", fanout_url.as_str()),
-                ("MAX_ATTEMPTS", "1"),
-            ],
-        )
-        .await;
+    let env = [
+        ("FANOUT_AMQP_URL", fanout_url.as_str()),
+        ("MAX_ATTEMPTS", "1"),
+    ];
+    let mut pdfgen = h.pdf_generator("pdf-generator", &env).await;
     let first = api.order(&h.sku, "Before", "Alarm", &phone(0)).await;
     vouchers
         .wait_all(std::slice::from_ref(&first), Duration::from_secs(30))
@@ -334,6 +332,12 @@ async fn a_memory_alarm_on_the_browsers_broker_stops_only_its_announcements() {
 
     // Past the one attempt's confirm timeout (15 s), with room.
     tokio::time::sleep(Duration::from_secs(20).saturating_sub(alarm_raised.elapsed())).await;
+    // A replica shut down while blocked hands its events back: it exits
+    // cleanly and dead-letters nothing, and the next replica announces them.
+    pdfgen.signal("TERM");
+    let status = pdfgen.wait_exit(Duration::from_secs(40)).await;
+    assert!(status.success(), "{status}: {}", pdfgen.log_tail());
+    let pdfgen = h.pdf_generator("pdf-generator-2", &env).await;
     stack(&["fanout", "clear"]).await;
     let messages = vouchers.wait_all(&ids, Duration::from_secs(90)).await;
     for (i, id) in ids.iter().enumerate() {
@@ -343,6 +347,7 @@ async fn a_memory_alarm_on_the_browsers_broker_stops_only_its_announcements() {
     let m = pdfgen.metrics(&h.http).await;
     assert_eq!(m.sum("fanout_blocked", &[]), 0.0, "{}", m.0);
     assert_eq!(m.sum("messages_dead_lettered_total", &[]), 0.0, "{}", m.0);
+    dead.with(|d| assert!(d.first.is_empty(), "dead letters: {:?}", d.deaths));
 
     drop(vouchers);
     let _ = channel
