@@ -58,15 +58,7 @@ async fn happy_path_voucher_for_names_in_any_script() {
             "the order's status turns voucher_ready",
             Duration::from_secs(10),
             || async {
-                let order: serde_json::Value = h
-                    .http
-                    .get(api.proc.url(&format!("/v1/orders/{id}")))
-                    .send()
-                    .await
-                    .expect("GET order")
-                    .json()
-                    .await
-                    .expect("order JSON");
+                let order = api.get_order(&id).await;
                 (order["status"] == "voucher_ready").then_some(order)
             },
         )

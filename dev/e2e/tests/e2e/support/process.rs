@@ -194,18 +194,22 @@ impl OrderApi {
             .ok_or_else(|| format!("no order_id in {body}"))
     }
 
-    /// GET /v1/orders/{id}, as the customer's page asks it: the order's status.
-    pub async fn status(&self, order_id: &str) -> String {
-        let body: Value = self
-            .http
+    /// GET /v1/orders/{id}, as the customer's page asks it.
+    pub async fn get_order(&self, order_id: &str) -> Value {
+        self.http
             .get(self.proc.url(&format!("/v1/orders/{order_id}")))
             .send()
             .await
             .expect("GET /v1/orders/{id}")
             .json()
             .await
-            .expect("order JSON");
-        body["status"].as_str().unwrap_or_default().to_owned()
+            .expect("order JSON")
+    }
+
+    /// The order's status, from [`OrderApi::get_order`].
+    pub async fn status(&self, order_id: &str) -> String {
+        let order = self.get_order(order_id).await;
+        order["status"].as_str().unwrap_or_default().to_owned()
     }
 
     pub async fn order(&self, sku: &str, first: &str, last: &str, phone: &str) -> String {
