@@ -159,10 +159,6 @@ create_db "$APPDB"
 start_order_api "$REL/order-api" "$(db_url "$APPDB")" "$EXCHANGE" "$OUT/order-api.log"
 echo "$OA_PID" >"$OUT/order-api.pid"
 
-put_product() { # sku stock
-    curl -fsS -o /dev/null -X PUT "$OA_URL/v1/products/$1" -H "Authorization: Bearer $ADMIN_TOKEN" \
-        -H 'content-type: application/json' -d "{\"name\": \"Bench $1\", \"stock\": $2}"
-}
 wrk_row() { # name connections VAR=VALUE...
     local name=$1 conns=$2
     shift 2

@@ -27,17 +27,12 @@ as_superuser() { runuser -u postgres -- psql -h "$PG_SOCKET_DIR" -p "$PG_PORT" -
 [[ $(psql "$(db_url "$HISTDB")" -qAt -c "SELECT count(*) FROM orders" 2>/dev/null) -gt 1000000 ]] ||
     { echo "history_ab: $HISTDB is missing or small: run make bench first" >&2; exit 1; }
 
-put_product() {
-    curl -fsS -o /dev/null -X PUT "$OA_URL/v1/products/$1" -H "Authorization: Bearer $ADMIN_TOKEN" \
-        -H 'content-type: application/json' -d "{\"name\": \"A/B $1\", \"stock\": 100000000}"
-}
-
 run() { # label database
     local label=$1 db=$2 url wal0 orders wal
     url=$(db_url "$db")
     start_order_api target/release/order-api "$url" "ab.orders.$db" "/tmp/history_ab.$label.log"
-    put_product AB-WARM
-    put_product AB-RUN
+    put_product AB-WARM 100000000
+    put_product AB-RUN 100000000
     BENCH_MODE=post BENCH_SKU=AB-WARM BENCH_PHONE_BASE=0 \
         wrk -t2 -c64 -d2s -s dev/bench/wrk_count.lua "$OA_URL" >/dev/null 2>&1 || true
     as_superuser -d "$db" -c CHECKPOINT >/dev/null

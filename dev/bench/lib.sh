@@ -49,6 +49,13 @@ start_order_api() {
     wait_http "$OA_URL/readyz" "$OA_PID" 60 || { tail -20 "$log" >&2; return 1; }
 }
 
+# put_product SKU STOCK: creates or updates a product on the order-api at
+# $OA_URL, with $ADMIN_TOKEN.
+put_product() {
+    curl -fsS -o /dev/null -X PUT "$OA_URL/v1/products/$1" -H "Authorization: Bearer $ADMIN_TOKEN" \
+        -H 'content-type: application/json' -d "{\"name\": \"Bench $1\", \"stock\": $2}"
+}
+
 # start_pdf_generator BIN EXCHANGE SUFFIX LOG [VAR=VALUE...]: sets PDF_PID, PDF_URL.
 start_pdf_generator() {
     local bin=$1 exchange=$2 suffix=$3 log=$4 port
