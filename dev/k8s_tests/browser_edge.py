@@ -25,7 +25,7 @@ def local_values() -> dict:
         "user_connections": nums["BROWSER_MAX_CONNECTIONS"],
         "user_channels": nums["BROWSER_MAX_CHANNELS"],
         "vhost_connections": nums["VHOST_MAX_CONNECTIONS"],
-        "vhost_queues": nums["VHOST_MAX_QUEUES"],
+        "subscriptions_per_page": nums["SUBSCRIPTIONS_PER_PAGE"],
         "vhost": re.search(r"^BROWSER_VHOST=(\S+)$", text, re.M).group(1),
         "policy": json.loads(policy),
     }
@@ -50,9 +50,16 @@ def check_browser_bounds(objs) -> list[str]:
         out.append(f"no Vhost {want['vhost']} on {BROWSER_CLUSTER}")
     for v in vhosts:
         limits = v["spec"].get("limits") or {}
-        if (limits.get("connections"), limits.get("queues")) != (want["vhost_connections"], want["vhost_queues"]):
-            out.append(f"{name(v)}: limits {limits}, the local stack has "
-                       f"{want['vhost_connections']} connections, {want['vhost_queues']} queues")
+        if limits.get("connections") != want["vhost_connections"]:
+            out.append(f"{name(v)}: limits {limits}, the local stack has {want['vhost_connections']} connections")
+        if limits.get("queues") is not None:
+            out.append(f"{name(v)}: a queue limit ({limits['queues']}) has every SUBSCRIBE count the vhost's queues")
+    cluster = {c["metadata"]["name"]: c for c in of_kind(objs, "RabbitmqCluster")}.get(BROWSER_CLUSTER)
+    config = ((cluster or {}).get("spec", {}).get("rabbitmq") or {}).get("additionalConfig") or ""
+    per_page = re.findall(r"^\s*consumer_max_per_channel\s*=\s*(\d+)\s*$", config, re.M)
+    if per_page != [str(want["subscriptions_per_page"])]:
+        out.append(f"{BROWSER_CLUSTER}: consumer_max_per_channel {per_page}, the local stack has "
+                   f"{want['subscriptions_per_page']} subscriptions per page")
     users = [u for u in of_kind(objs, "User") if u["spec"].get("importCredentialsSecret", {}).get("name") == "drop-rabbitmq-browser"]
     if not users:
         out.append("no browser User")

@@ -33,11 +33,12 @@ def test_browsers_are_off_the_pipeline(load, variant):
 
 def test_the_local_values_are_read():
     v = be.local_values()
-    assert v["user_connections"] == 50000 and v["vhost_queues"] == 101000
+    assert v["user_connections"] == 50000 and v["subscriptions_per_page"] == 2
     assert v["policy"]["message-ttl"] == 900000
 
 
-@pytest.mark.parametrize("mutation", ["vhost connections", "vhost queues", "user channels", "user on pipeline",
+@pytest.mark.parametrize("mutation", ["vhost connections", "vhost queues", "subscriptions per page",
+                                      "no subscription bound", "user channels", "user on pipeline",
                                       "policy ttl", "policy pattern", "policy vhost", "no policy"])
 def test_bounds_check_fails_on_counter_example(load, mutation):
     objs = load("kustomize-prod")
@@ -47,7 +48,14 @@ def test_bounds_check_fails_on_counter_example(load, mutation):
     if mutation == "vhost connections":
         vhost["spec"]["limits"]["connections"] = 1_000_000
     elif mutation == "vhost queues":
-        vhost["spec"]["limits"].pop("queues")
+        vhost["spec"]["limits"]["queues"] = 101000
+    elif mutation in ("subscriptions per page", "no subscription bound"):
+        cluster = find(objs, "RabbitmqCluster", lambda o: o["metadata"]["name"] == "drop-browser-rabbitmq")
+        rmq = cluster["spec"]["rabbitmq"]
+        line = "consumer_max_per_channel = 2\n"
+        assert line in rmq["additionalConfig"]
+        rmq["additionalConfig"] = rmq["additionalConfig"].replace(
+            line, "consumer_max_per_channel = 50\n" if mutation == "subscriptions per page" else "")
     elif mutation == "user channels":
         user["spec"]["limits"]["channels"] = 10
     elif mutation == "user on pipeline":
