@@ -417,8 +417,11 @@ if br and br.get("steps"):
         f"with heart-beats and bookkeeping when nothing happens, cost about {f(x['core_seconds_to_open_all'])} core-seconds "
         f"to open (a drop's opening minute, if they all arrive at once), and one `stock.<sku>` message would take about "
         f"{x['stock_fanout_s_one_node']} s to reach them all from one node. With 8 GiB nodes kept at half of RabbitMQ's "
-        f"default memory high watermark (0.4), that is **{x['nodes_8gib']} node(s)** for the browsers alone; "
-        "docs/operations.md sizes the cluster from this.",
+        f"default memory high watermark (0.4), that is **{x['nodes_8gib']} node(s)** for the browsers alone. "
+        "That is the design not kept, every visitor on the broker: the page opens Web-STOMP only once it holds "
+        "an order, so the broker holds at most one connection per unit on offer, and a visitor holds one of "
+        "order-api's event streams instead (the SSE section of the notes below; docs/operations.md, "
+        "\"The browsers' broker\").",
     ]
 
 if bd.get("cpu_ms_per_voucher"):
