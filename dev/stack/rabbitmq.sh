@@ -178,8 +178,9 @@ VHOST_MAX_CONNECTIONS=50500
 # bounds a page's queues instead is its subscriptions, two per connection at
 # most (Web-STOMP uses one channel per connection, one consumer per
 # SUBSCRIBE): `consumer_max_per_channel`, on a broker that has the setting
-# (RabbitMQ 3.12 and later: the k8s browsers' cluster; Debian 12's 3.10.8
-# has not, so locally only the connection limits and the policy below hold).
+# (RabbitMQ 3.13 and later, rabbitmq-server PR #10749: the k8s browsers'
+# cluster; Debian 12's 3.10.8 has not, so locally only the connection limits
+# and the policy below hold). A SUBSCRIBE past it closes the connection.
 SUBSCRIPTIONS_PER_PAGE=2
 # Every subscription queue, whatever its SUBSCRIBE headers asked for
 # (durable, x-queue-type, x-max-length, x-message-ttl...): an operator
