@@ -66,7 +66,9 @@ impl Fanout {
         loop {
             self.wait_unblocked(shutdown).await?;
             let channel = self.channel().await?;
-            let result = publish::publish(&channel, message).await;
+            let result = self
+                .watch_blocked(publish::publish(&channel, message))
+                .await;
             if result.is_err() && self.blocked().await {
                 // Blocked while this publish was out (its confirm timed out
                 // behind the alarm): not this message's failure. Publish it
@@ -94,26 +96,60 @@ impl Fanout {
     }
 
     async fn wait_unblocked(&self, shutdown: &CancellationToken) -> Result<(), PublishError> {
-        if !self.blocked().await {
-            return Ok(());
-        }
-        if !self.waiting.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "the fan-out broker blocks our publishes (a resource alarm); announcements wait for it"
-            );
-            ::metrics::gauge!(metrics::FANOUT_BLOCKED).set(1.0);
-        }
         while self.blocked().await {
+            self.note_blocked(true);
             tokio::select! {
                 () = tokio::time::sleep(BLOCKED_POLL) => {}
                 () = shutdown.cancelled() => return Err(PublishError::Blocked),
             }
         }
-        if self.waiting.swap(false, Ordering::Relaxed) {
-            tracing::info!("the fan-out broker unblocked our publishes");
-            ::metrics::gauge!(metrics::FANOUT_BLOCKED).set(0.0);
-        }
+        self.note_blocked(false);
         Ok(())
+    }
+
+    /// Runs one publish to its confirm, noting meanwhile whether the broker
+    /// blocked the connection. The broker blocks a connection when it
+    /// publishes during an alarm, so the publishes that were already out
+    /// when it began are the ones that learn it first; they wait for their
+    /// confirms, and the gauge must show it then, not once their confirm
+    /// timeout sends them round again. A publish that ends on an unblocked
+    /// connection clears it, so the gauge cannot stay up after the alarm.
+    async fn watch_blocked<F>(&self, publishing: F) -> Result<(), PublishError>
+    where
+        F: std::future::Future<Output = Result<(), PublishError>>,
+    {
+        tokio::pin!(publishing);
+        loop {
+            tokio::select! {
+                result = &mut publishing => {
+                    if !self.blocked().await {
+                        self.note_blocked(false);
+                    }
+                    return result;
+                }
+                () = tokio::time::sleep(BLOCKED_POLL) => {
+                    if self.blocked().await {
+                        self.note_blocked(true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One log line and one gauge change per alarm, however many publishes
+    /// see it.
+    fn note_blocked(&self, blocked: bool) {
+        if self.waiting.swap(blocked, Ordering::Relaxed) == blocked {
+            return;
+        }
+        if blocked {
+            tracing::warn!(
+                "the fan-out broker blocks our publishes (a resource alarm); announcements wait for it"
+            );
+        } else {
+            tracing::info!("the fan-out broker unblocked our publishes");
+        }
+        ::metrics::gauge!(metrics::FANOUT_BLOCKED).set(if blocked { 1.0 } else { 0.0 });
     }
 
     async fn channel(&self) -> Result<Channel, PublishError> {
