@@ -50,9 +50,12 @@ source "$STATE/env"
 if [[ -z ${ADMIN_TOKEN:-} ]]; then
     [[ -s $APP/admin-token ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$APP/admin-token"
     ADMIN_TOKEN=$(cat "$APP/admin-token")
-    token_note="(a dev token, kept in $APP/admin-token; set ADMIN_TOKEN to choose one)"
+    # The banner never prints the token itself, only where it is.
+    token_where="a dev token, in $APP/admin-token (set ADMIN_TOKEN to choose one)"
+    token_shell="\$(cat $APP/admin-token)"
 else
-    token_note="(from ADMIN_TOKEN)"
+    token_where="from ADMIN_TOKEN in your environment"
+    token_shell="\$ADMIN_TOKEN"
 fi
 export ADMIN_TOKEN
 # The voucher signing key (docs/design.md, "Voucher lifecycle"): a dev
@@ -89,10 +92,10 @@ banner() {
   order-api      $url            (page: $url/, API docs: $url/openapi.json)
                  metrics: http://$OA_METRICS_ADDR/metrics
   pdf-generator  http://${METRICS_ADDR:-127.0.0.1:9090}/metrics
-  ADMIN_TOKEN    $ADMIN_TOKEN $token_note
+  ADMIN_TOKEN    $token_where
 
   Create the demo product:
-    curl -X PUT $url/v1/products/SNEAKER-42 -H "Authorization: Bearer $ADMIN_TOKEN" \\
+    curl -X PUT $url/v1/products/SNEAKER-42 -H "Authorization: Bearer $token_shell" \\
          -H 'content-type: application/json' -d '{"name": "Sneaker 42", "stock": 100}'
 
 MSG

@@ -17,6 +17,10 @@ STEPS=(build rust-unit router order-api e2e drop-smoke ha browser stack-check sc
 passed=0
 failed=()
 t_start=$SECONDS
+# Each step's output also goes to a log of its own, so the end of the run can
+# repeat why a step failed: CI shows only the last lines of a run.
+LOGS=${CARGO_TARGET_DIR:-$ROOT/target}/test-logs
+mkdir -p "$LOGS"
 
 run_step() {
     local name=$1
@@ -24,7 +28,10 @@ run_step() {
     if [[ -n ${TEST_ONLY:-} && " $TEST_ONLY " != *" $name "* ]]; then return 0; fi
     local t0=$SECONDS
     printf '\n==== %s ====\n' "$name"
-    if "$@"; then
+    local rc=0
+    # pipefail: the pipeline's status is the step's, not tee's.
+    "$@" 2>&1 | tee "$LOGS/$name.log" || rc=$?
+    if ((rc == 0)); then
         passed=$((passed + 1))
         printf '==== %s: ok (%ss)\n' "$name" $((SECONDS - t0))
     else
@@ -75,6 +82,14 @@ for step in "${STEPS[@]}"; do
     run_step "$step" "step_${step//-/_}"
     # Nothing else can pass when the build failed.
     if [[ $step == build && ${#failed[@]} -gt 0 ]]; then break; fi
+done
+
+# The lines that say why, from each failed step's log: the simulator's and the
+# checkers' [FAIL] lines, Rust panics and failed test names, scripts' FAILED.
+for name in "${failed[@]}"; do
+    printf '\n==== why %s failed (whole log: %s)\n' "$name" "$LOGS/$name.log"
+    grep -a -E '\[FAIL\]|panicked at|^test .* FAILED|^    [a-z_:]+$|FAILED|error(\[E[0-9]+\])?:|Error:|assert' "$LOGS/$name.log" |
+        grep -v -E '^==== ' | tail -n 12 || tail -n 12 "$LOGS/$name.log"
 done
 
 printf '\nmake test: %ss; failed steps: %s\n' $((SECONDS - t_start)) "${failed[*]:-none}"
