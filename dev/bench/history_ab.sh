@@ -21,9 +21,6 @@ HISTDB=${HISTDB:-bench_history_v5_500x10000}
 ADMIN_TOKEN=ab-$(random_hex 16)
 SECS=${BENCH_SECS:-10}
 
-PG_PORT=${DATABASE_URL##*:}
-PG_PORT=${PG_PORT%%/*}
-as_superuser() { runuser -u postgres -- psql -h "$PG_SOCKET_DIR" -p "$PG_PORT" -qAt "$@"; }
 [[ $(psql "$(db_url "$HISTDB")" -qAt -c "SELECT count(*) FROM orders" 2>/dev/null) -gt 1000000 ]] ||
     { echo "history_ab: $HISTDB is missing or small: run make bench first" >&2; exit 1; }
 
@@ -35,7 +32,7 @@ run() { # label database
     put_product AB-RUN 100000000
     BENCH_MODE=post BENCH_SKU=AB-WARM BENCH_PHONE_BASE=0 \
         wrk -t2 -c64 -d2s -s dev/bench/wrk_count.lua "$OA_URL" >/dev/null 2>&1 || true
-    as_superuser -d "$db" -c CHECKPOINT >/dev/null
+    checkpoint "$db"
     wal0=$(psql "$url" -qAt -c "SELECT pg_current_wal_lsn()")
     BENCH_MODE=post BENCH_SKU=AB-RUN BENCH_PHONE_BASE=0 \
         wrk -t2 -c64 -d"${SECS}s" -s dev/bench/wrk_count.lua "$OA_URL" >/dev/null 2>&1

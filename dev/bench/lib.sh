@@ -16,6 +16,14 @@ db_url() { echo "${DATABASE_URL%/*}/$1"; }
 
 create_db() { psql "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$1\"" >/dev/null; }
 drop_db() { psql "$DATABASE_URL" -qAt -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true; }
+# checkpoint DATABASE: a CHECKPOINT (as the cluster's superuser, over the local
+# stack's socket), so that a measured run that follows starts with no dirty
+# pages of an earlier one to write back, and with fresh full-page images.
+checkpoint() {
+    local port=${DATABASE_URL##*:}
+    port=${port%%/*}
+    runuser -u postgres -- psql -h "$PG_SOCKET_DIR" -p "$port" -d "$1" -qAt -c CHECKPOINT >/dev/null
+}
 
 # wait_http URL PID SECONDS: until URL answers 2xx, or the process died.
 wait_http() {
