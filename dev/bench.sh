@@ -11,7 +11,7 @@
 #      (wrk), with order-api's peak RSS;
 #   4c. reservations at C after BENCH_HISTORY_ORDERS earlier orders (bulk-loaded
 #      once by dev/bench/history.sql into a database kept between runs),
-#      against the mean of two runs on an empty database right before and after;
+#      against an empty database in alternating slices, side by side;
 #   4h. reservations at C on the replicated topology of `make up-ha`, synchronous
 #      replication and HAProxy in front (dev/bench/ha.sh, in its own namespace);
 #   5. a full drop with vouchers (the `drop` simulator, with pdf-generator), and
@@ -26,8 +26,9 @@
 # Knobs: BENCH_SECS (10) per row, BENCH_C (64), BENCH_DROP_UNITS (1000),
 # BENCH_DROP_CUSTOMERS (20000), BENCH_DROP_PREFETCH (96), BENCH_BIG_DROP_UNITS (10000),
 # BENCH_BIG_DROP_CUSTOMERS (30000), BENCH_HISTORY_ORDERS (5000000),
-# BENCH_RENDER_VOUCHERS (2000), BENCH_BROWSER_STEPS ("1000 5000 10000"), BENCH_OUT
-# (where the raw outputs go).
+# BENCH_HISTORY_SLICES (5) of BENCH_HISTORY_SLICE_SECS (3) for row 4c,
+# BENCH_RENDER_VOUCHERS (2000), BENCH_BROWSER_STEPS ("1000 5000 10000"),
+# BENCH_OUT (where the raw outputs go).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -89,6 +90,9 @@ LAST_MIGRATION=$(find order-api/migrations -maxdepth 1 -name 'V*__*.sql' | sort 
 HISTDB=bench_history_v${LAST_MIGRATION}_${HISTORY_DROPS}x${HISTORY_PER_DROP}
 HISTORY_SKU=BENCH-H64-$ID
 HISTREF_DB=bench_histref_$ID
+HISTREF_EXCHANGE=bench.histref.orders.$ID
+HISTORY_SLICES=${BENCH_HISTORY_SLICES:-5}
+HISTORY_SLICE_SECS=${BENCH_HISTORY_SLICE_SECS:-3}
 ADMIN_TOKEN=bench-$(random_hex 16)
 export ADMIN_TOKEN
 cleanup() {
@@ -105,6 +109,7 @@ cleanup() {
     delete_broker_objects "bench.$ID" "$DROP_EXCHANGE"
     delete_broker_objects "bench.big.$ID" "$BIG_DROP_EXCHANGE"
     delete_broker_objects "bench.$ID" "$HISTORY_EXCHANGE"
+    delete_broker_objects "bench.$ID" "$HISTREF_EXCHANGE"
 }
 forget_history_run() {
     psql "$(db_url "$HISTDB")" -qAt -c "DELETE FROM orders WHERE sku NOT LIKE 'HIST-%';
@@ -232,35 +237,69 @@ else
 fi
 forget_history_run
 psql "$history_url" -qAt -c "SELECT count(*) FROM orders" >"$OUT/history.orders_before"
-# history_c64_row NAME DATABASE: as row 4a, on DATABASE, after a warm-up (not
-# reported: the indexes' pages into the cache) and a CHECKPOINT.
-history_c64_row() {
-    local name=$1 db=$2 url
-    url=$(db_url "$db")
-    start_order_api "$REL/order-api" "$url" "$HISTORY_EXCHANGE" "$OUT/order-api-$name.log"
-    put_product "$HISTORY_SKU" 100000000
-    put_product "$HISTORY_SKU-warm" 100000000
-    env BENCH_MODE=post BENCH_SKU="$HISTORY_SKU-warm" BENCH_PHONE_BASE=0 \
+# The history against an empty database, side by side: this host's speed
+# drifts within minutes (dev/bench/notes.md), so row 4a, run minutes earlier,
+# is no steady reference (nor were single runs just before and after: they
+# differed by 7% from each other). Two
+# order-apis run at once, one on a fresh database (the reference) and one on
+# the history; after a warm-up and a CHECKPOINT each, wrk alternates between
+# them in HISTORY_SLICES slices of HISTORY_SLICE_SECS, the reference first,
+# each slice on a product of its own.
+# Earlier runs' orders were deleted from the history (forget_history_run);
+# VACUUM takes their dead tuples out, as autovacuum would have in production,
+# so the table is the history and nothing else.
+psql "$history_url" -qAt -c "VACUUM (ANALYZE) orders" -c "VACUUM (ANALYZE) outbox" \
+    -c "VACUUM (ANALYZE) idempotency_keys" -c "VACUUM (ANALYZE) products" >/dev/null
+# drain_outbox DATABASE_URL: waits (at most 60 s) until the outbox is empty;
+# prints how long that took.
+drain_outbox() {
+    local t0=$SECONDS
+    for _ in $(seq 1 600); do
+        [[ $(psql "$1" -qAt -c "SELECT count(*) FROM outbox") == 0 ]] && break
+        sleep 0.1
+    done
+    echo $((SECONDS - t0))
+}
+create_db "$HISTREF_DB"
+start_order_api "$REL/order-api" "$(db_url "$HISTREF_DB")" "$HISTREF_EXCHANGE" "$OUT/order-api-history-ref.log"
+REF_PID=$OA_PID REF_URL=$OA_URL
+start_order_api "$REL/order-api" "$history_url" "$HISTORY_EXCHANGE" "$OUT/order-api-history.log"
+HIST_PID=$OA_PID HIST_URL=$OA_URL
+for side in ref hist; do
+    if [[ $side == ref ]]; then OA_URL=$REF_URL; else OA_URL=$HIST_URL; fi
+    for ((i = 0; i <= HISTORY_SLICES; i++)); do put_product "$HISTORY_SKU-$i" 100000000; done
+    # Warm-up (not reported), as for rows 2-4: the indexes' pages into the cache.
+    env BENCH_MODE=post BENCH_SKU="$HISTORY_SKU-0" BENCH_PHONE_BASE=0 \
         wrk -t2 -c"$C" -d2s -s dev/bench/wrk_count.lua "$OA_URL" >/dev/null 2>&1 || true
-    checkpoint "$db"
-    wrk_row "$name" "$C" BENCH_MODE=post BENCH_SKU="$HISTORY_SKU" BENCH_PHONE_BASE=0
-    psql "$url" -qAt -c "SELECT count(*) FROM orders WHERE sku = '$HISTORY_SKU'" >"$OUT/wrk_$name.orders"
-    stop_pid "$OA_PID"
-}
-# The history run is bracketed by two runs on an empty database, one right
-# before it and one right after, and compared with their mean: this host's
-# speed drifts within minutes, so row 4a, run minutes earlier, is not a fair
-# reference (dev/bench/notes.md).
-fresh_ref() { # name
-    create_db "$HISTREF_DB"
-    history_c64_row "$1" "$HISTREF_DB"
-    drop_db "$HISTREF_DB"
-}
-fresh_ref reserve_history_ref_before
-history_c64_row reserve_history "$HISTDB"
+done
+checkpoint "$HISTREF_DB"
+checkpoint "$HISTDB"
+log "wrk reserve_history: $HISTORY_SLICES slices of ${HISTORY_SLICE_SECS}s each, empty database and history in turn"
+for ((i = 1; i <= HISTORY_SLICES; i++)); do
+    for side in ref hist; do
+        if [[ $side == ref ]]; then
+            url=$REF_URL name=reserve_history_ref dburl=$(db_url "$HISTREF_DB")
+        else
+            url=$HIST_URL name=reserve_history dburl=$history_url
+        fi
+        env BENCH_MODE=post BENCH_SKU="$HISTORY_SKU-$i" BENCH_PHONE_BASE=0 \
+            wrk -t2 -c"$C" -d"${HISTORY_SLICE_SECS}s" --timeout 10s -s dev/bench/wrk_count.lua "$url" \
+            >"$OUT/wrk_${name}_s$i.txt" 2>&1
+        grep -q '^WRK_JSON ' "$OUT/wrk_${name}_s$i.txt" || { cat "$OUT/wrk_${name}_s$i.txt" >&2; exit 1; }
+        # The outbox relay publishes the slice's orders after it; the next slice
+        # starts once it is done, so neither side runs beside the other's relay.
+        drain_outbox "$dburl" >>"$OUT/history_outbox_drain.secs"
+    done
+done
+psql "$history_url" -qAt -c "SELECT count(*) FROM orders WHERE sku LIKE '$HISTORY_SKU-%' AND sku <> '$HISTORY_SKU-0'" \
+    >"$OUT/wrk_reserve_history.orders"
+psql "$(db_url "$HISTREF_DB")" -qAt -c "SELECT count(*) FROM orders WHERE sku <> '$HISTORY_SKU-0'" \
+    >"$OUT/wrk_reserve_history_ref.orders"
 psql "$history_url" -qAt -c "SELECT pg_database_size(current_database())" >"$OUT/history.db_bytes"
+stop_pid "$REF_PID"
+stop_pid "$HIST_PID"
+drop_db "$HISTREF_DB"
 forget_history_run
-fresh_ref reserve_history_ref_after
 
 # ---- 5. full drops ----------------------------------------------------------------
 # run_drop NAME DATABASE EXCHANGE SUFFIX UNITS CUSTOMERS: one drop on a fresh

@@ -49,10 +49,47 @@ def pgbench(name, batch):
     }
 
 
+def wrk_json(path):
+    line = next(line for line in path.read_text().splitlines() if line.startswith("WRK_JSON "))
+    return json.loads(line[len("WRK_JSON "):])
+
+
+def wrk_data(name):
+    """One row's wrk totals: its one run, or the sum of its slices (row 4c's
+    wrk_NAME_s1.txt, _s2...), whose p50 is the slices' median and whose p99
+    and max are the slices' highest; None if the row did not run."""
+    whole = raw / f"wrk_{name}.txt"
+    if whole.exists():
+        return wrk_json(whole)
+    slices = [wrk_json(p) for p in sorted(raw.glob(f"wrk_{name}_s*.txt"))]
+    if not slices:
+        return None
+    codes = {}
+    for d in slices:
+        for k, v in d["codes"].items():
+            codes[k] = codes.get(k, 0) + v
+    requests = sum(d["requests"] for d in slices)
+    lat = [d["latency_us"] for d in slices]
+    return {
+        "duration_us": sum(d["duration_us"] for d in slices),
+        "requests": requests,
+        "codes": codes,
+        "socket_errors": {k: sum(d["socket_errors"][k] for d in slices) for k in slices[0]["socket_errors"]},
+        "latency_us": {
+            "p50": sorted(x["p50"] for x in lat)[len(lat) // 2],
+            "p95": max(x["p95"] for x in lat),
+            "p99": max(x["p99"] for x in lat),
+            "max": max(x["max"] for x in lat),
+            "mean": sum(x["mean"] * d["requests"] for x, d in zip(lat, slices)) / max(requests, 1),
+        },
+        "slices": len(slices),
+    }
+
+
 def wrk(name, success):
-    text = (raw / f"wrk_{name}.txt").read_text()
-    line = next(line for line in text.splitlines() if line.startswith("WRK_JSON "))
-    data = json.loads(line[len("WRK_JSON "):])
+    data = wrk_data(name)
+    if data is None:
+        return None
     secs = data["duration_us"] / 1e6
     ok = sum(v for k, v in data["codes"].items() if k in success)
     out = {
@@ -65,6 +102,8 @@ def wrk(name, success):
         "socket_errors": data["socket_errors"],
         "latency_ms": {k: round(v / 1000, 3) for k, v in data["latency_us"].items()},
     }
+    if "slices" in data:
+        out["slices"] = data["slices"]
     orders_file = raw / f"wrk_{name}.orders"
     if orders_file.exists():
         out["orders_in_db"] = int(orders_file.read_text().strip() or 0)
@@ -159,11 +198,7 @@ result = {
         "reservations_c64": wrk("reserve_c64", ["201"]),
         "reservations_c256": wrk("reserve_c256", ["201"]),
         "reservations_after_history": wrk("reserve_history", ["201"]),
-        **{
-            f"reservations_history_reference_{k}": wrk(f"reserve_history_ref_{k}", ["201"])
-            for k in ("before", "after")
-            if (raw / f"wrk_reserve_history_ref_{k}.txt").exists()
-        },
+        "reservations_history_reference": wrk("reserve_history_ref", ["201"]),
         "reservations_ha_c64": wrk("reserve_ha", ["201"]) if (raw / "wrk_reserve_ha.txt").exists() else None,
     },
     "ha": {
@@ -192,15 +227,25 @@ acc256 = result["http"]["reservations_c256"]["answers_per_s"]
 sold = result["http"]["sold_out"]["answers_per_s"]
 p99_64 = result["http"]["reservations_c64"]["latency_ms"]["p99"]
 acc_hist = result["http"]["reservations_after_history"]["answers_per_s"]
-# Row 4c's reference: the mean of the empty-database runs right before and
-# right after the history run (dev/bench.sh), not row 4a minutes earlier.
-# Raw outputs of runs before that reference existed fall back to row 4a.
-hist_refs = [
-    result["http"][f"reservations_history_reference_{k}"]["answers_per_s"]
-    for k in ("before", "after")
-    if f"reservations_history_reference_{k}" in result["http"]
-] or [acc64, acc64]
-acc_hist_ref = round(sum(hist_refs) / len(hist_refs), 1)
+# Row 4c's reference: the empty database, in slices alternating with the
+# history's (dev/bench.sh), not row 4a minutes earlier. Raw outputs from before
+# that reference existed fall back to row 4a.
+hist_ref_row = result["http"]["reservations_history_reference"]
+acc_hist_ref = hist_ref_row["answers_per_s"] if hist_ref_row else acc64
+
+
+def slice_ratios():
+    """History ÷ empty database, slice by slice (each pair ran back to back)."""
+    out = []
+    for hist_path in sorted(raw.glob("wrk_reserve_history_s*.txt"), key=lambda p: int(p.stem.rsplit("_s", 1)[1])):
+        ref_path = raw / hist_path.name.replace("reserve_history_s", "reserve_history_ref_s")
+        if ref_path.exists():
+            h, r = wrk_json(hist_path)["codes"].get("201", 0), wrk_json(ref_path)["codes"].get("201", 0)
+            out.append(round(h / r, 3) if r else None)
+    return out
+
+
+result["history"]["slice_ratios"] = slice_ratios()
 ha_row = result["http"]["reservations_ha_c64"]
 acc_ha = ha_row["answers_per_s"] if ha_row else None
 
@@ -340,8 +385,9 @@ hr = http["reservations_after_history"]
 lines.insert(
     len(lines) - 1,
     f"| 4c | reservations after {f(hist['orders_before'])} earlier orders | wrk | {C} | {f(acc_hist)} accepted/s | {hr['latency_ms']['p50']} ms | {hr['latency_ms']['p99']} ms | "
-    f"{result['ratios']['accepted_c64_after_history_over_empty']}× the empty database right before and after "
-    f"({f(hist_refs[0])} and {f(hist_refs[1])} accepted/s), {result['ratios']['accepted_c64_after_history_over_row_4a']}× row 4a; "
+    f"{result['ratios']['accepted_c64_after_history_over_empty']}× the empty database side by side "
+    f"({f(acc_hist_ref)} accepted/s, slice by slice {', '.join(str(x) for x in hist['slice_ratios']) or '–'}), "
+    f"{result['ratios']['accepted_c64_after_history_over_row_4a']}× row 4a; "
     f"database {f(hist['database_bytes'] / 2**20)} MiB; answers {hr['answers']}; {f(hr.get('orders_in_db'))} orders written |",
 )
 ha = result["ha"]
@@ -393,7 +439,7 @@ lines += [
     f"| accepted orders/s (C={C}) ÷ pgbench single-statement TPS | {result['ratios']['accepted_c64_over_pgbench_single']} |",
     f"| sold-out answers/s ÷ HTTP ceiling | {result['ratios']['sold_out_over_http_ceiling']} |",
     f"| accepted orders/s (C=256) ÷ HTTP ceiling | {result['ratios']['accepted_c256_over_http_ceiling']} |",
-    f"| accepted orders/s (C={C}) after the history ÷ on an empty database, the runs right before and after | {result['ratios']['accepted_c64_after_history_over_empty']} |",
+    f"| accepted orders/s (C={C}) after the history ÷ on an empty database, in alternating slices | {result['ratios']['accepted_c64_after_history_over_empty']} |",
     f"| accepted orders/s (C={C}) after the history ÷ row 4a | {result['ratios']['accepted_c64_after_history_over_row_4a']} |",
     f"| accepted orders/s (C={C}) on the replicated topology ÷ single node | {result['ratios']['accepted_c64_ha_over_single_node']} |",
     f"| renderer: whole ÷ stamped, µs per voucher (the drop's mix) | {result['ratios']['render_whole_over_stamped_mix']} |",
@@ -488,9 +534,11 @@ lines += [
     "(dev/bench/history.sql: sold-out products of 10,000 orders each, bulk-loaded with one `INSERT ... SELECT generate_series` "
     "and the keys built after; the database is kept between runs, named for the schema and the load). "
     f"This run's load took {result['history']['load_secs']} s (0: kept from an earlier run). "
-    "Each 4c run follows a 2 s warm-up and a `CHECKPOINT`; the history run is compared with the mean of two such "
-    "runs on an empty database, one right before it and one right after, because this host's speed drifts "
-    "within minutes.",
+    "Because this host's speed drifts within minutes, 4c is measured side by side: two order-apis run at once, one on "
+    "the history and one on a fresh database, each after a 2 s warm-up and a `CHECKPOINT` (the history's tables "
+    "vacuumed first, after the earlier runs' orders were deleted); wrk alternates between them in "
+    f"{result['http']['reservations_after_history'].get('slices', '–')} slices of each, the empty database first, and the ratio is of their totals. The "
+    "p50 is the slices' median, the p99 their highest.",
     "- **4h**: as 4a, on the replicated topology of `make up-ha` in a private network namespace (dev/bench/ha.sh): "
     "order-api reaches PostgreSQL through HAProxy's read-write entry point on the Patroni leader, whose commits wait "
     "for a synchronous standby (`synchronous_mode_strict`), and RabbitMQ's three clustered nodes through HAProxy. "
