@@ -23,7 +23,8 @@
 #      (dev/bench/browsers.py).
 # The same load tool (wrk, dev/bench/wrk_count.lua) drives rows 2-4.
 #
-# Knobs: BENCH_SECS (10) per row, BENCH_C (64), BENCH_DROP_UNITS (1000),
+# Knobs: BENCH_SECS (10) per row, BENCH_ROW_SLICES (5) of BENCH_ROW_SLICE_SECS
+# (2) for rows 2, 3 and 4a, BENCH_C (64), BENCH_DROP_UNITS (1000),
 # BENCH_DROP_CUSTOMERS (20000), BENCH_DROP_PREFETCH (96), BENCH_BIG_DROP_UNITS (10000),
 # BENCH_BIG_DROP_CUSTOMERS (30000), BENCH_HISTORY_ORDERS (5000000),
 # BENCH_HISTORY_SLICES (5) of BENCH_HISTORY_SLICE_SECS (3) for row 4c,
@@ -91,6 +92,8 @@ HISTDB=bench_history_v${LAST_MIGRATION}_${HISTORY_DROPS}x${HISTORY_PER_DROP}
 HISTORY_SKU=BENCH-H64-$ID
 HISTREF_DB=bench_histref_$ID
 HISTREF_EXCHANGE=bench.histref.orders.$ID
+ROW_SLICES=${BENCH_ROW_SLICES:-5}
+ROW_SLICE_SECS=${BENCH_ROW_SLICE_SECS:-2}
 HISTORY_SLICES=${BENCH_HISTORY_SLICES:-5}
 HISTORY_SLICE_SECS=${BENCH_HISTORY_SLICE_SECS:-3}
 ADMIN_TOKEN=bench-$(random_hex 16)
@@ -177,20 +180,47 @@ wrk_row() { # name connections VAR=VALUE...
 }
 count_orders() { psql "$(db_url "$APPDB")" -qAt -c "SELECT count(*) FROM orders WHERE sku = '$1'"; }
 
+# wrk_slice NAME SLICE SECS VAR=VALUE...: one slice of a row run in slices,
+# against OA_URL, into $OUT/wrk_NAME_sSLICE.txt (the report adds them up).
+wrk_slice() {
+    local name=$1 slice=$2 secs=$3
+    shift 3
+    env "$@" wrk -t2 -c"$C" -d"${secs}s" --timeout 10s -s dev/bench/wrk_count.lua "$OA_URL" \
+        >"$OUT/wrk_${name}_s$slice.txt" 2>&1
+    grep -q '^WRK_JSON ' "$OUT/wrk_${name}_s$slice.txt" || { cat "$OUT/wrk_${name}_s$slice.txt" >&2; return 1; }
+}
+# drain_outbox DATABASE_URL: waits (at most 60 s) until the outbox is empty;
+# prints how long that took.
+drain_outbox() {
+    local t0=$SECONDS
+    for _ in $(seq 1 600); do
+        [[ $(psql "$1" -qAt -c "SELECT count(*) FROM outbox") == 0 ]] && break
+        sleep 0.1
+    done
+    echo $((SECONDS - t0))
+}
+
 # Warm-up (not reported): connections, the allocator, the page cache.
 env BENCH_MODE=get wrk -t2 -c"$C" -d2s -s dev/bench/wrk_count.lua "$OA_URL" >/dev/null 2>&1 || true
-
-wrk_row ceiling "$C" BENCH_MODE=get BENCH_PATH=/healthz
 
 put_product BENCH-SOLD 1
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$OA_URL/v1/orders" -H 'content-type: application/json' \
     -d '{"sku":"BENCH-SOLD","first_name":"Last","last_name":"Unit","phone":"+358409999999"}')
 [[ $code == 201 ]] || { log "could not take the last unit of BENCH-SOLD (HTTP $code)"; exit 1; }
-wrk_row sold_out "$C" BENCH_MODE=post BENCH_SKU=BENCH-SOLD BENCH_PHONE_BASE=0
-
-put_product BENCH-R64 100000000
-wrk_row reserve_c64 "$C" BENCH_MODE=post BENCH_SKU=BENCH-R64 BENCH_PHONE_BASE=0
-count_orders BENCH-R64 >"$OUT/wrk_reserve_c64.orders"
+for ((i = 1; i <= ROW_SLICES; i++)); do put_product "BENCH-R64-$i" 100000000; done
+# Rows 2, 3 and 4a in turn, slice by slice: their ratios are the targets, and
+# this host's speed drifts within minutes (dev/bench/notes.md), so each ratio
+# is of runs interleaved in the same minute. Each reservation slice has a
+# product of its own, and the next slice starts once the outbox relay has
+# published its orders.
+log "wrk ceiling, sold_out, reserve_c64: $ROW_SLICES slices of ${ROW_SLICE_SECS}s each, in turn"
+for ((i = 1; i <= ROW_SLICES; i++)); do
+    wrk_slice ceiling "$i" "$ROW_SLICE_SECS" BENCH_MODE=get BENCH_PATH=/healthz
+    wrk_slice sold_out "$i" "$ROW_SLICE_SECS" BENCH_MODE=post BENCH_SKU=BENCH-SOLD BENCH_PHONE_BASE=0
+    wrk_slice reserve_c64 "$i" "$ROW_SLICE_SECS" BENCH_MODE=post BENCH_SKU="BENCH-R64-$i" BENCH_PHONE_BASE=0
+    drain_outbox "$(db_url "$APPDB")" >>"$OUT/rows_outbox_drain.secs"
+done
+psql "$(db_url "$APPDB")" -qAt -c "SELECT count(*) FROM orders WHERE sku LIKE 'BENCH-R64-%'" >"$OUT/wrk_reserve_c64.orders"
 
 put_product BENCH-R256 100000000
 ( # peak RSS while the C=256 row runs
@@ -250,16 +280,6 @@ psql "$history_url" -qAt -c "SELECT count(*) FROM orders" >"$OUT/history.orders_
 # so the table is the history and nothing else.
 psql "$history_url" -qAt -c "VACUUM (ANALYZE) orders" -c "VACUUM (ANALYZE) outbox" \
     -c "VACUUM (ANALYZE) idempotency_keys" -c "VACUUM (ANALYZE) products" >/dev/null
-# drain_outbox DATABASE_URL: waits (at most 60 s) until the outbox is empty;
-# prints how long that took.
-drain_outbox() {
-    local t0=$SECONDS
-    for _ in $(seq 1 600); do
-        [[ $(psql "$1" -qAt -c "SELECT count(*) FROM outbox") == 0 ]] && break
-        sleep 0.1
-    done
-    echo $((SECONDS - t0))
-}
 create_db "$HISTREF_DB"
 start_order_api "$REL/order-api" "$(db_url "$HISTREF_DB")" "$HISTREF_EXCHANGE" "$OUT/order-api-history-ref.log"
 REF_PID=$OA_PID REF_URL=$OA_URL
@@ -282,10 +302,8 @@ for ((i = 1; i <= HISTORY_SLICES; i++)); do
         else
             url=$HIST_URL name=reserve_history dburl=$history_url
         fi
-        env BENCH_MODE=post BENCH_SKU="$HISTORY_SKU-$i" BENCH_PHONE_BASE=0 \
-            wrk -t2 -c"$C" -d"${HISTORY_SLICE_SECS}s" --timeout 10s -s dev/bench/wrk_count.lua "$url" \
-            >"$OUT/wrk_${name}_s$i.txt" 2>&1
-        grep -q '^WRK_JSON ' "$OUT/wrk_${name}_s$i.txt" || { cat "$OUT/wrk_${name}_s$i.txt" >&2; exit 1; }
+        OA_URL=$url wrk_slice "$name" "$i" "$HISTORY_SLICE_SECS" \
+            BENCH_MODE=post BENCH_SKU="$HISTORY_SKU-$i" BENCH_PHONE_BASE=0
         # The outbox relay publishes the slice's orders after it; the next slice
         # starts once it is done, so neither side runs beside the other's relay.
         drain_outbox "$dburl" >>"$OUT/history_outbox_drain.secs"

@@ -54,10 +54,42 @@ def wrk_json(path):
     return json.loads(line[len("WRK_JSON "):])
 
 
+def merged_quantiles(slices):
+    """The latency percentiles of slices taken together: each slice's
+    distribution is known at the percentiles wrk_count.lua prints, linearly in
+    between; the slices' mixture, weighted by requests, is inverted by
+    bisection. None if a slice lacks them (raw outputs of older runs)."""
+    if not all(d.get("quantiles_us") for d in slices):
+        return None
+
+    def cdf(points, x):  # share of the slice's requests at or below x µs
+        if x < points[0][1]:
+            return 0.0
+        for (p0, v0), (p1, v1) in zip(points, points[1:]):
+            if x < v1:
+                return (p0 + (p1 - p0) * ((x - v0) / (v1 - v0) if v1 > v0 else 1.0)) / 100
+        return points[-1][0] / 100 if x < points[-1][1] else 1.0
+
+    curves = [(d["requests"], [(p, v) for p, v in d["quantiles_us"]]) for d in slices]
+    total = sum(w for w, _ in curves) or 1
+
+    def at(q):
+        lo, hi = 0.0, float(max(d["latency_us"]["max"] for d in slices))
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if sum(w * cdf(pts, mid) for w, pts in curves) / total >= q / 100:
+                hi = mid
+            else:
+                lo = mid
+        return round(hi)
+
+    return at
+
+
 def wrk_data(name):
-    """One row's wrk totals: its one run, or the sum of its slices (row 4c's
-    wrk_NAME_s1.txt, _s2...), whose p50 is the slices' median and whose p99
-    and max are the slices' highest; None if the row did not run."""
+    """One row's wrk totals: its one run, or the sum of its slices
+    (wrk_NAME_s1.txt, _s2...), with their percentiles merged; None if the row
+    did not run."""
     whole = raw / f"wrk_{name}.txt"
     if whole.exists():
         return wrk_json(whole)
@@ -70,15 +102,16 @@ def wrk_data(name):
             codes[k] = codes.get(k, 0) + v
     requests = sum(d["requests"] for d in slices)
     lat = [d["latency_us"] for d in slices]
+    merged = merged_quantiles(slices)
     return {
         "duration_us": sum(d["duration_us"] for d in slices),
         "requests": requests,
         "codes": codes,
         "socket_errors": {k: sum(d["socket_errors"][k] for d in slices) for k in slices[0]["socket_errors"]},
         "latency_us": {
-            "p50": sorted(x["p50"] for x in lat)[len(lat) // 2],
-            "p95": max(x["p95"] for x in lat),
-            "p99": max(x["p99"] for x in lat),
+            "p50": merged(50) if merged else sorted(x["p50"] for x in lat)[len(lat) // 2],
+            "p95": merged(95) if merged else max(x["p95"] for x in lat),
+            "p99": merged(99) if merged else max(x["p99"] for x in lat),
             "max": max(x["max"] for x in lat),
             "mean": sum(x["mean"] * d["requests"] for x, d in zip(lat, slices)) / max(requests, 1),
         },
@@ -525,7 +558,12 @@ lines += [
     "transaction (dev/bench/pgbench_batch.sql, from order-api/src/reserve.rs) for batches of 1 and 50 requests.",
     f"- **2–4**: wrk (`-t2 -c{C}`, and `-c256` for 4b) with dev/bench/wrk_count.lua, against one release order-api "
     "replica on a fresh database. Throughput counts only the expected answers (200, 409 `sold_out`, 201); the others "
-    "are listed. The 4a/4b order counts are read back from PostgreSQL. RSS is sampled from /proc every 200 ms during 4b.",
+    "are listed. The 4a/4b order counts are read back from PostgreSQL. RSS is sampled from /proc every 200 ms during 4b. "
+    f"Rows 2, 3 and 4a, whose ratios are targets, run in turn in {http['ceiling_healthz'].get('slices', 1)} slices each "
+    "(together as long as one row), so that each ratio compares runs of the same minute on a host whose speed drifts; "
+    "a reservation slice starts once the outbox relay has published the slice before it. A sliced row's throughput "
+    "is its slices' total, and its percentiles are of the slices' merged latency distributions (each known at the "
+    "percentiles wrk_count.lua prints, linearly in between).",
     "- **5**: the `drop` simulator (order-api/src/bin/drop.rs) against a fresh order-api and pdf-generator (release, "
     f"`PREFETCH={m.get('drop_prefetch', '32')}` uploads in flight), on a fresh database. Accepted orders/s is over the window from the first request to the last 201; sold-out/s from "
     "the first sold-out answer to the last answer; voucher latency from each 201 to its `voucher_ready` on "
@@ -537,8 +575,8 @@ lines += [
     "Because this host's speed drifts within minutes, 4c is measured side by side: two order-apis run at once, one on "
     "the history and one on a fresh database, each after a 2 s warm-up and a `CHECKPOINT` (the history's tables "
     "vacuumed first, after the earlier runs' orders were deleted); wrk alternates between them in "
-    f"{result['http']['reservations_after_history'].get('slices', '–')} slices of each, the empty database first, and the ratio is of their totals. The "
-    "p50 is the slices' median, the p99 their highest.",
+    f"{result['http']['reservations_after_history'].get('slices', '–')} slices of each, the empty database first, and the ratio is of their totals; the percentiles are merged "
+    "as for the sliced rows above.",
     "- **4h**: as 4a, on the replicated topology of `make up-ha` in a private network namespace (dev/bench/ha.sh): "
     "order-api reaches PostgreSQL through HAProxy's read-write entry point on the Patroni leader, whose commits wait "
     "for a synchronous standby (`synchronous_mode_strict`), and RabbitMQ's three clustered nodes through HAProxy. "

@@ -50,13 +50,19 @@ function done(summary, latency, requests)
     for k, v in pairs(total) do
         table.insert(parts, string.format('"%s":%d', k, v))
     end
+    -- The latency at these percentiles too, so that the report can merge
+    -- the percentiles of a row run in slices (dev/bench/report.py).
+    local qs = {}
+    for _, p in ipairs({ 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 96, 97, 98, 99, 99.5, 99.9 }) do
+        table.insert(qs, string.format("[%s,%d]", tostring(p), latency:percentile(p)))
+    end
     local e = summary.errors
     io.write(string.format(
         'WRK_JSON {"duration_us":%d,"requests":%d,"codes":{%s},' ..
         '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},' ..
-        '"latency_us":{"p50":%d,"p95":%d,"p99":%d,"max":%d,"mean":%.1f}}\n',
+        '"latency_us":{"p50":%d,"p95":%d,"p99":%d,"max":%d,"mean":%.1f},"quantiles_us":[%s]}\n',
         summary.duration, summary.requests, table.concat(parts, ","),
         e.connect, e.read, e.write, e.timeout,
         latency:percentile(50), latency:percentile(95), latency:percentile(99),
-        latency.max, latency.mean))
+        latency.max, latency.mean, table.concat(qs, ",")))
 end
