@@ -277,15 +277,47 @@ ha_rmq_wait_one() {
 }
 
 # Joins this node to rabbit1's cluster unless it is already a member.
+#
+# Debian 12's RabbitMQ 3.10 can fail to start the app right after the join,
+# while it copies the cluster's feature flags (`incompatible_feature_flags`,
+# `{badmap,undefined}` in rabbit_feature_flags:enable_dependencies/2). The
+# cluster then counts the node a member while the node thinks it stands alone,
+# and every later join is refused as inconsistent (rabbitmq-server PR #8140,
+# "Synchronise feature flags before any changes to Mnesia membership", fixed
+# that order in 3.12). So a failed join is undone on both sides, rabbit1
+# forgetting the node and the node resetting, and tried again.
 ha_rmq_join() {
-    local first
+    local first me=$RMQ_NODENAME log=$RMQ_LOGDIR/join.log attempt from
     first=$(ha_rmq_node 1)
     if rmq_ctl cluster_status --formatter json 2>/dev/null | grep -qF "\"$first\""; then return 0; fi
-    say "rabbitmq: $RMQ_NODENAME joins $first"
-    local log=$RMQ_LOGDIR/join.log
-    {
-        rmq_ctl stop_app && rmq_ctl join_cluster "$first" && rmq_ctl start_app
-    } >>"$log" 2>&1 || die_log "$RMQ_NODENAME could not join $first" "$log" "$RMQ_LOG"
+    for attempt in 1 2 3; do
+        say "rabbitmq: $me joins $first (attempt $attempt)"
+        # Only this attempt's lines count when looking for a failed boot.
+        from=$(($(stat -c %s "$RMQ_LOG" 2>/dev/null || echo 0) + 1))
+        if { rmq_ctl stop_app && rmq_ctl join_cluster "$first" && rmq_ctl start_app; } >>"$log" 2>&1 &&
+            ha_rmq_booted_since "$from"; then
+            return 0
+        fi
+        warn "rabbitmq: $me did not join $first; undoing the join on both sides"
+        {
+            rmq_ctl stop_app
+            rmq_ctl force_reset
+            ha_rmq 1 rmq_ctl forget_cluster_node "$me"
+        } >>"$log" 2>&1 || true
+        sleep 2
+    done
+    die_log "$me could not join $first" "$log" "$RMQ_LOG"
+}
+
+# ha_rmq_booted_since OFFSET: the node answers as a ready broker, and its log
+# from OFFSET (bytes, 1-based) on shows no failed boot.
+ha_rmq_booted_since() {
+    local deadline=$((SECONDS + 120))
+    until rmq_ready; do
+        tail -c +"$1" "$RMQ_LOG" 2>/dev/null | grep -q 'BOOT FAILED' && return 1
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
 }
 
 ha_rmq_stop_one() {
@@ -302,10 +334,7 @@ ha_rabbitmq_start() {
     # first start each boots alone, then rabbit2 and rabbit3 join rabbit1.
     for i in "${HA_MEMBERS[@]}"; do ha_rmq "$i" ha_rmq_start_one; done
     for i in "${HA_MEMBERS[@]}"; do ha_rmq "$i" ha_rmq_wait_one; done
-    for i in "${HA_MEMBERS[@]:1}"; do
-        ha_rmq "$i" ha_rmq_join
-        ha_rmq "$i" ha_rmq_wait_one
-    done
+    for i in "${HA_MEMBERS[@]:1}"; do ha_rmq "$i" ha_rmq_join; done
 }
 
 # ---------------------------------------------------------------- HAProxy
