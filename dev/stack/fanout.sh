@@ -41,6 +41,7 @@ fanout_up() {
         rm -rf "$RMQ_DIR/mnesia"
         mkdir -p "$RMQ_LOGDIR"
         : >"$RMQ_STARTLOG"
+        ha_rmq_log_end >"$RMQ_DIR/boot-log-offset"
         rmq_start_node
     fi
     ha_rmq_wait_one

@@ -264,14 +264,20 @@ ha_rmq_start_one() {
     rmq_pid >/dev/null && return 0
     mkdir -p "$RMQ_LOGDIR"
     : >"$RMQ_STARTLOG"
+    # The node's log outlives its boots: only what this boot writes counts
+    # when looking for a failed one (ha_rmq_wait_one).
+    ha_rmq_log_end >"$RMQ_DIR/boot-log-offset"
     rmq_start_node
 }
 
 ha_rmq_wait_one() {
-    local deadline=$((SECONDS + 120))
+    local deadline=$((SECONDS + 120)) from
+    from=$(cat "$RMQ_DIR/boot-log-offset" 2>/dev/null || echo 1)
     until rmq_ready; do
         ((SECONDS < deadline)) || die_log "$RMQ_NODENAME not ready after 120s" "$RMQ_STARTLOG" "$RMQ_LOG"
-        grep -qs 'BOOT FAILED' "$RMQ_LOG" "$RMQ_STARTLOG" && die_log "$RMQ_NODENAME failed to boot" "$RMQ_STARTLOG" "$RMQ_LOG"
+        if ha_rmq_boot_failed_since "$from" || grep -qs 'BOOT FAILED' "$RMQ_STARTLOG"; then
+            die_log "$RMQ_NODENAME failed to boot" "$RMQ_STARTLOG" "$RMQ_LOG"
+        fi
         sleep 0.5
     done
 }
@@ -293,7 +299,7 @@ ha_rmq_join() {
     for attempt in 1 2 3; do
         say "rabbitmq: $me joins $first (attempt $attempt)"
         # Only this attempt's lines count when looking for a failed boot.
-        from=$(($(stat -c %s "$RMQ_LOG" 2>/dev/null || echo 0) + 1))
+        from=$(ha_rmq_log_end)
         if { rmq_ctl stop_app && rmq_ctl join_cluster "$first" && rmq_ctl start_app; } >>"$log" 2>&1 &&
             ha_rmq_booted_since "$from"; then
             return 0
@@ -309,12 +315,19 @@ ha_rmq_join() {
     die_log "$me could not join $first" "$log" "$RMQ_LOG"
 }
 
+# The offset (bytes, 1-based) where the node's log goes on from now.
+ha_rmq_log_end() { echo $(($(stat -c %s "$RMQ_LOG" 2>/dev/null || echo 0) + 1)); }
+
+# ha_rmq_boot_failed_since OFFSET: the node's log from OFFSET on shows a failed boot.
+ha_rmq_boot_failed_since() { tail -c +"$1" "$RMQ_LOG" 2>/dev/null | grep -q 'BOOT FAILED'; }
+ha_rmq_die_boot() { die_log "$RMQ_NODENAME $1" "$RMQ_STARTLOG" "$RMQ_LOG"; }
+
 # ha_rmq_booted_since OFFSET: the node answers as a ready broker, and its log
 # from OFFSET (bytes, 1-based) on shows no failed boot.
 ha_rmq_booted_since() {
     local deadline=$((SECONDS + 120))
     until rmq_ready; do
-        tail -c +"$1" "$RMQ_LOG" 2>/dev/null | grep -q 'BOOT FAILED' && return 1
+        ha_rmq_boot_failed_since "$1" && return 1
         ((SECONDS < deadline)) || return 1
         sleep 0.5
     done
@@ -332,8 +345,34 @@ ha_rabbitmq_start() {
     # All at once: a node that was a cluster member waits at boot for the one
     # that stopped last, so they cannot be started one after the other. On the
     # first start each boots alone, then rabbit2 and rabbit3 join rabbit1.
-    for i in "${HA_MEMBERS[@]}"; do ha_rmq "$i" ha_rmq_start_one; done
-    for i in "${HA_MEMBERS[@]}"; do ha_rmq "$i" ha_rmq_wait_one; done
+    local -A tries=()
+    for i in "${HA_MEMBERS[@]}"; do
+        tries[$i]=1
+        ha_rmq "$i" ha_rmq_start_one
+    done
+    # Until every member is ready. A member that boots while its peers are
+    # still booting can crash copying their feature flags (RabbitMQ 3.10:
+    # `incompatible_feature_flags`, `{badmap,undefined}`, see ha_rmq_join);
+    # started again, it boots, so a failed boot is retried twice. The others
+    # are not waited for one by one: a member waits at boot for the one that
+    # stopped last, which may be the one that crashed.
+    local deadline=$((SECONDS + 180)) pending
+    while :; do
+        pending=0
+        for i in "${HA_MEMBERS[@]}"; do
+            ha_rmq "$i" rmq_ready && continue
+            pending=1
+            ha_rmq "$i" ha_rmq_boot_failed_since "$(cat "$HA_DIR/rabbit$i/boot-log-offset" 2>/dev/null || echo 1)" || continue
+            ((tries[$i] < 3)) || ha_rmq "$i" ha_rmq_die_boot "failed to boot ${tries[$i]} times"
+            tries[$i]=$((tries[$i] + 1))
+            warn "rabbitmq: rabbit$i failed to boot; starting it again (attempt ${tries[$i]})"
+            ha_rmq "$i" ha_rmq_stop_one
+            ha_rmq "$i" ha_rmq_start_one
+        done
+        ((pending)) || break
+        ((SECONDS < deadline)) || die "RabbitMQ members not ready after 180s (logs: $HA_DIR/rabbit*/log)"
+        sleep 0.5
+    done
     for i in "${HA_MEMBERS[@]:1}"; do ha_rmq "$i" ha_rmq_join; done
 }
 
