@@ -270,11 +270,10 @@ psql "$history_url" -qAt -c "SELECT count(*) FROM orders" >"$OUT/history.orders_
 # The history against an empty database, side by side: this host's speed
 # drifts within minutes (dev/bench/notes.md), so row 4a, run minutes earlier,
 # is no steady reference (nor were single runs just before and after: they
-# differed by 7% from each other). Two
-# order-apis run at once, one on a fresh database (the reference) and one on
-# the history; after a warm-up and a CHECKPOINT each, wrk alternates between
-# them in HISTORY_SLICES slices of HISTORY_SLICE_SECS, the reference first,
-# each slice on a product of its own.
+# differed by 7% from each other). Two order-apis run at once, one on a fresh
+# database (the reference) and one on the history; after a warm-up and a
+# CHECKPOINT each, wrk alternates between them in HISTORY_SLICES slices of
+# HISTORY_SLICE_SECS, the reference first, each slice on a product of its own.
 # Earlier runs' orders were deleted from the history (forget_history_run);
 # VACUUM takes their dead tuples out, as autovacuum would have in production,
 # so the table is the history and nothing else.

@@ -88,8 +88,9 @@ done
 # checkers' [FAIL] lines, Rust panics and failed test names, scripts' FAILED.
 for name in "${failed[@]}"; do
     printf '\n==== why %s failed (whole log: %s)\n' "$name" "$LOGS/$name.log"
-    grep -a -E '\[FAIL\]|panicked at|^test .* FAILED|^    [a-z_:]+$|FAILED|error(\[E[0-9]+\])?:|Error:|assert' "$LOGS/$name.log" |
-        grep -v -E '^==== ' | tail -n 12 || tail -n 12 "$LOGS/$name.log"
+    # (RabbitMQ's indented crash-report lines are left out: they bury the rest.)
+    grep -a -E '\[FAIL\]|panicked at|^test .* FAILED|^    [a-z_:]+$|FAILED|ERROR:|error(\[E[0-9]+\])?:|Error:|assert|exited with reason' \
+        "$LOGS/$name.log" | grep -v -E '^==== |\[error\] <[0-9.]+>  ' | tail -n 12 || tail -n 12 "$LOGS/$name.log"
 done
 
 printf '\nmake test: %ss; failed steps: %s\n' $((SECONDS - t_start)) "${failed[*]:-none}"

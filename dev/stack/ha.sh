@@ -290,8 +290,8 @@ ha_rmq_wait_one() {
 # cluster then counts the node a member while the node thinks it stands alone,
 # and every later join is refused as inconsistent (rabbitmq-server PR #8140,
 # "Synchronise feature flags before any changes to Mnesia membership", merged
-# in May 2023, changed that order). So a failed join is undone on both sides, rabbit1
-# forgetting the node and the node resetting, and tried again.
+# in May 2023, changed that order). So a failed join is undone on both sides,
+# rabbit1 forgetting the node and the node resetting, and tried again.
 ha_rmq_join() {
     local first me=$RMQ_NODENAME log=$RMQ_LOGDIR/join.log attempt from
     first=$(ha_rmq_node 1)
