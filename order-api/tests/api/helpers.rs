@@ -217,7 +217,9 @@ impl App {
     }
 
     pub async fn wait_ready(&self) {
-        for _ in 0..300 {
+        // 60 s: on a loaded machine (a cold CI run, four tests starting
+        // replicas at once) 30 s was once not enough.
+        for _ in 0..600 {
             if let Ok(r) = self.http.get(self.url("/readyz")).send().await
                 && r.status().is_success()
             {
